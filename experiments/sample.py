@@ -1,0 +1,35 @@
+"""Continue a prompt with a trained run's best checkpoint.
+
+    python -m experiments.sample --workdir=runs/quickstart --prompt="def " --num_tokens=200 \\
+        --temperature=0.8 --top_k=20 --top_p=0.95 --seed=0
+
+``--temperature=0`` is greedy decoding.
+"""
+
+from absl import app, flags, logging
+
+from experiments.cli_errors import user_errors_as_messages
+from seqjax.text_generation import continue_text, load_run
+
+flags.DEFINE_string("workdir", None, "Run directory written by experiments.train.")
+flags.DEFINE_string("prompt", "\n", "Text to continue.")
+flags.DEFINE_integer("num_tokens", 200, "Tokens to generate.", lower_bound=1)
+flags.DEFINE_float("temperature", 1.0, "Sampling temperature; 0 is greedy.", lower_bound=0.0)
+flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens.", lower_bound=1)
+flags.DEFINE_float("top_p", None, "Nucleus sampling mass in (0, 1].", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    f = flags.FLAGS
+    with user_errors_as_messages("sample"):
+        run = load_run(f.workdir)
+        print(continue_text(run, f.prompt, f.num_tokens, temperature=f.temperature,
+                            top_k=f.top_k, top_p=f.top_p, seed=f.seed))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,9 @@
+"""seqjax: sequence modeling with JAX/Flax, from the lecture's equations to trained models.
+
+The layout is the architecture: :mod:`seqjax.cells` (pure recurrent cells),
+:mod:`seqjax.recurrence` (``lax.scan`` drivers), :mod:`seqjax.recurrent_modules` (Flax shells),
+:mod:`seqjax.attention`, :mod:`seqjax.models`, :mod:`seqjax.data`, :mod:`seqjax.train`,
+:mod:`seqjax.generation`.
+"""
+
+__version__ = "0.1.0"

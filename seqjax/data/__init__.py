@@ -1,0 +1,43 @@
+"""Data layer: corpora, tokenizers and batching (all NumPy, on the host)."""
+
+from seqjax.data.batching import eval_windows, num_stream_windows, random_windows, stream_windows
+from seqjax.data.corpora import (
+    CORPUS_NAMES,
+    download_verified,
+    load_corpus,
+    python_stdlib_text,
+    resolve_data_dir,
+    split_train_val,
+)
+from seqjax.data.errors import CorpusError, OutOfVocabularyError
+from seqjax.data.tokenizers import (
+    TOKENIZERS,
+    BPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    build_tokenizer,
+    load_tokenizer,
+)
+
+__all__ = [
+    "BPETokenizer",
+    "CORPUS_NAMES",
+    "CharTokenizer",
+    "CorpusError",
+    "OutOfVocabularyError",
+    "TOKENIZERS",
+    "Tokenizer",
+    "WordTokenizer",
+    "build_tokenizer",
+    "download_verified",
+    "eval_windows",
+    "load_corpus",
+    "load_tokenizer",
+    "num_stream_windows",
+    "python_stdlib_text",
+    "random_windows",
+    "resolve_data_dir",
+    "split_train_val",
+    "stream_windows",
+]

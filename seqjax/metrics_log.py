@@ -1,0 +1,41 @@
+"""Training metrics: ``WORKDIR/metrics.jsonl`` (one JSON object per logged step) and TensorBoard.
+
+On resume the JSONL file is cut back to the restored step, so an interrupted-and-resumed run
+ends with exactly the records of an uninterrupted one.
+"""
+
+import json
+from pathlib import Path
+
+from tensorboardX import SummaryWriter
+
+
+def read_metrics(workdir):
+    """All records of ``WORKDIR/metrics.jsonl`` as a list of dicts."""
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsLog:
+    """Appends records; ``resume_step`` drops records after the step a resumed run restarts from."""
+
+    def __init__(self, workdir, resume_step=0):
+        self.path = Path(workdir) / "metrics.jsonl"
+        kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+        temporary = self.path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        temporary.replace(self.path)
+        self.tensorboard = SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+    def write(self, record):
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+        for key, value in record.items():
+            if key != "step":
+                self.tensorboard.add_scalar(key, value, record["step"])
+
+    def close(self):
+        self.tensorboard.close()

@@ -1,0 +1,71 @@
+"""Recurrent language model: embedding -> stacked Elman/LSTM/GRU -> softmax head.
+
+.. math::
+
+    x_t = E[y_t], \\qquad h^{(l)}_t = \\mathrm{cell}(h^{(l)}_{t-1}, h^{(l-1)}_t), \\qquad
+    p(y_{t+1} \\mid y_{\\le t}) = \\mathrm{softmax}(W_y h^{(L)}_t + b_y)
+
+The recurrence is the pure cell of :mod:`seqjax.cells`, run by
+:class:`seqjax.recurrent_modules.StackedRecurrent`. The carry (one cell carry per layer) is an
+argument and a result, so training can carry it across consecutive windows (truncated BPTT,
+as char-rnn does) and generation can carry it from token to token.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from seqjax.recurrent_modules import StackedRecurrent
+
+
+class RecurrentLM(nn.Module):
+    """``tokens [B, T] -> (logits [B, T, V], carries)``; dropout between layers and before the head."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    embed_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    fused: bool = True
+
+    def _stack(self, **module_kwargs):
+        return StackedRecurrent(
+            self.cell, self.hidden_size, self.num_layers, self.dropout,
+            fused=self.fused, **module_kwargs,
+        )
+
+    def initial_carry(self, batch_size):
+        """Zero carries, one per layer."""
+        return self._stack(parent=None).initial_carry(batch_size)
+
+    @nn.compact
+    def __call__(self, tokens, carry=None, *, deterministic=True):
+        x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
+        carry, hs = self._stack(name="recurrent")(x, carry, deterministic=deterministic)
+        hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
+        logits = nn.Dense(self.vocab_size, name="head")(hs)
+        return logits, carry
+
+    def init_decode_state(self, batch_size, max_length=None):
+        """Decoding state: the carries (an RNN has no context limit, so ``max_length`` is unused)."""
+        del max_length
+        return self.initial_carry(batch_size)
+
+    def decode_step(self, state, token):
+        """Feed ``token [B]``; return next-token ``logits [B, V]`` and the new carries."""
+        logits, state = self(token[:, None], state)
+        return logits[:, 0], state
+
+
+def from_config(model_config, vocab_size, context_length=None):
+    """A :class:`RecurrentLM` from a config's ``model`` section (``kind`` names the cell)."""
+    del context_length
+    return RecurrentLM(
+        vocab_size=vocab_size,
+        cell=model_config.kind,
+        embed_size=model_config.embed_size,
+        hidden_size=model_config.hidden_size,
+        num_layers=model_config.num_layers,
+        dropout=model_config.dropout,
+        fused=model_config.get("fused", True),
+    )

@@ -1,0 +1,75 @@
+"""Text in, text out: load a trained run from its workdir and continue a prompt.
+
+A run directory holds ``config.json``, ``tokenizer.json`` and ``checkpoints/`` (written by
+:func:`seqjax.train.train_and_evaluate`); this module rebuilds the model from them and
+samples through :func:`seqjax.generation.generate`, one compiled ``lax.scan``.
+"""
+
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from seqjax.checkpointing import RunCheckpoints
+from seqjax.data import load_tokenizer
+from seqjax.errors import CheckpointMismatchError, SeqjaxError
+from seqjax.generation import generate, model_step_fn
+from seqjax.models import build_model
+
+
+class PromptError(SeqjaxError, ValueError):
+    """The prompt cannot be continued by this model (empty, or too long for its context)."""
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    config: ml_collections.ConfigDict
+    tokenizer: object
+    model: object
+    params: dict
+    record: dict  # step and validation loss of the loaded (best) checkpoint
+
+
+def load_run(workdir):
+    """The best checkpoint of the run in ``workdir``, with its tokenizer and model."""
+    workdir = Path(workdir)
+    if not (workdir / "config.json").exists() or not (workdir / "tokenizer.json").exists():
+        raise CheckpointMismatchError(
+            f"{workdir} holds no training run (no config.json/tokenizer.json): pass the --workdir "
+            "of a run made by python -m experiments.train"
+        )
+    config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    tokenizer = load_tokenizer(workdir)
+    model = build_model(config.model, tokenizer.vocab_size, config.seq_len)
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    target = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, model.initial_carry(1))
+    params, record = RunCheckpoints(workdir / "checkpoints").restore_best(target["params"])
+    return TrainedRun(config, tokenizer, model, params, record)
+
+
+@partial(jax.jit, static_argnames=("model", "num_tokens", "temperature", "top_k", "top_p"))
+def _continue_tokens(model, params, prompt, key, *, num_tokens, temperature, top_k, top_p):
+    state = model.init_decode_state(prompt.shape[0], prompt.shape[1] + num_tokens)
+    step_fn = model_step_fn(model, {"params": params})
+    return generate(step_fn, state, prompt, num_tokens, key,
+                    temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p=None, seed=0):
+    """``prompt`` followed by ``num_tokens`` sampled tokens, as text (temperature 0: greedy)."""
+    if not prompt:
+        raise PromptError("the prompt is empty: give at least one character, e.g. --prompt='\\n'")
+    ids = jnp.asarray(run.tokenizer.encode(prompt), jnp.int32)[None, :]
+    try:  # a Transformer's context window bounds prompt + continuation
+        run.model.init_decode_state(1, ids.shape[1] + num_tokens)
+    except ValueError as error:
+        raise PromptError(f"{error}; shorten the prompt or lower --num_tokens") from None
+    tokens = _continue_tokens(
+        run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
+        temperature=float(temperature), top_k=top_k, top_p=top_p,
+    )
+    return prompt + run.tokenizer.decode(tokens[0])
