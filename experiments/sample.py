@@ -8,7 +8,7 @@
 
 from absl import app, flags, logging
 
-from experiments.cli_errors import user_errors_as_messages
+from experiments.cli_errors import flags_parser, user_errors_as_messages
 from seqjax.text_generation import continue_text, load_run
 
 flags.DEFINE_string("workdir", None, "Run directory written by experiments.train.")
@@ -32,4 +32,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser("sample"))

@@ -10,7 +10,7 @@ Ends by printing a sample from the best checkpoint.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.cli_errors import user_errors_as_messages
+from experiments.cli_errors import flags_parser, user_errors_as_messages
 from seqjax.text_generation import continue_text, load_run
 from seqjax.train import train_and_evaluate
 
@@ -34,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser("train"))

@@ -11,11 +11,15 @@ from tensorboardX import SummaryWriter
 
 
 def read_metrics(workdir):
-    """All records of ``WORKDIR/metrics.jsonl`` as a list of dicts."""
+    """All records of ``WORKDIR/metrics.jsonl`` as a list of dicts.
+
+    A last line without its newline (the run was killed while writing it) is left out.
+    """
     path = Path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().rpartition("\n")[0]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 class MetricsLog:

@@ -66,7 +66,11 @@ def init_train_state(model, optimizer, config):
 
 
 def train_step(model, optimizer, seed, state, inputs, targets, reset):
-    """One update on ``inputs, targets [B, T]``; ``reset`` zeroes the carried state first."""
+    """One update on ``inputs, targets [B, T]``; ``reset`` zeroes the carried state first.
+
+    Returns ``(state, loss, finite)``; ``finite`` is False when the loss or the new params are
+    not finite, and then the caller must not keep (or checkpoint) the new state.
+    """
     carry = jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), state.carry)
     dropout_key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
 
@@ -80,7 +84,9 @@ def train_step(model, optimizer, seed, state, inputs, targets, reset):
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_carry = jax.lax.stop_gradient(new_carry)  # truncated BPTT: no gradient across windows
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, carry=new_carry), loss
+    finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(params))
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, carry=new_carry)
+    return new_state, loss, finite
 
 
 def eval_step(model, params, carry, inputs, targets):
@@ -163,11 +169,12 @@ def train_and_evaluate(config, workdir):
         total=config.num_steps, initial=start, disable=not config.progress_bar, desc="train"
     )
     for step in range(start, config.num_steps):
-        state, loss = step_fn(state, *training_batch(config, data.train_tokens, step))
+        state, loss, finite = step_fn(state, *training_batch(config, data.train_tokens, step))
         loss, done = float(loss), step + 1
-        if not math.isfinite(loss):
+        if not bool(finite):
             raise TrainingDivergedError(
-                f"training loss became {loss} at step {done}; the last good checkpoint in "
+                f"training diverged at step {done} (loss {loss}, or non-finite parameters); "
+                f"the last good checkpoint in "
                 f"{workdir / 'checkpoints'} is intact. Lower --config.optim.learning_rate or "
                 "set --config.optim.grad_clip, then rerun to resume"
             )

@@ -1,0 +1,132 @@
+"""The command-line tools: each bad input gives one clear line and a non-zero exit; a run killed
+with SIGKILL and rerun ends with the metrics of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seqjax.metrics_log import read_metrics
+from tests.training_configs import write_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_TEMPLATE = """
+from tests.training_configs import tiny_config
+
+
+def get_config():
+    return tiny_config({corpus!r}, "lstm", num_steps={num_steps}, checkpoint_every={checkpoint_every})
+"""
+
+
+def run_cli(*args, check_ok=False):
+    env = os.environ | {"JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check_ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def write_config(folder, corpus, num_steps=12, checkpoint_every=4):
+    path = folder / "tiny_config.py"
+    path.write_text(CONFIG_TEMPLATE.format(corpus=corpus, num_steps=num_steps,
+                                           checkpoint_every=checkpoint_every))
+    return str(path)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    error_lines = [line for line in lines if ": error: " in line]
+    assert len(error_lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny run shared by the sampling tests; the train command ends by printing a sample."""
+    folder = tmp_path_factory.mktemp("trained")
+    config = write_config(folder, write_corpus(folder), num_steps=8)
+    result = run_cli("experiments.train", f"--config={config}", f"--workdir={folder / 'run'}", check_ok=True)
+    assert "--- sample (best checkpoint, step 8) ---" in result.stdout
+    return folder
+
+
+def test_unknown_config_key(tmp_path):
+    result = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
+                     f"--workdir={tmp_path}", "--config.model.hiden_size=4")
+    assert_one_line_error(result, "no key 'hiden_size'", "--config.model.hiden_size=4", "hidden_size")
+
+
+def test_wrong_config_type(tmp_path):
+    result = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
+                     f"--workdir={tmp_path}", "--config.batch_size=abc")
+    assert_one_line_error(result, "--config.batch_size=abc")
+
+
+def test_missing_config_file(tmp_path):
+    result = run_cli("experiments.train", "--config=experiments/configs/no_such.py", f"--workdir={tmp_path}")
+    assert_one_line_error(result, "no_such.py")
+
+
+def test_missing_and_empty_corpus(tmp_path):
+    missing = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
+                      f"--workdir={tmp_path / 'a'}", f"--config.data.corpus={tmp_path / 'nope.txt'}")
+    assert_one_line_error(missing, "nope.txt", "tiny_shakespeare")
+    (tmp_path / "empty.txt").write_text("")
+    empty = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
+                    f"--workdir={tmp_path / 'b'}", f"--config.data.corpus={tmp_path / 'empty.txt'}")
+    assert_one_line_error(empty, "empty")
+
+
+def test_out_of_vocabulary_prompt(trained_run):
+    result = run_cli("experiments.sample", f"--workdir={trained_run / 'run'}", "--prompt=the Zebra ü")
+    assert_one_line_error(result, "'Z'", "'ü'", "vocabulary")
+
+
+def test_sample_from_a_workdir_without_a_run(tmp_path):
+    assert_one_line_error(run_cli("experiments.sample", f"--workdir={tmp_path}"), "no training run")
+
+
+def test_sample_prints_the_continuation(trained_run):
+    result = run_cli("experiments.sample", f"--workdir={trained_run / 'run'}", "--prompt=the ",
+                     "--num_tokens=12", "--temperature=0.7", "--top_k=5", "--top_p=0.9", check_ok=True)
+    assert result.stdout.startswith("the ") and len(result.stdout.rstrip("\n")) >= 4
+
+
+def test_workdir_of_a_different_model(trained_run):
+    result = run_cli("experiments.train", f"--config={trained_run / 'tiny_config.py'}",
+                     f"--workdir={trained_run / 'run'}", "--config.model.hidden_size=32")
+    assert_one_line_error(result, "hidden_size", "fresh --workdir")
+
+
+def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
+    config = write_config(tmp_path, write_corpus(tmp_path), num_steps=300, checkpoint_every=50)
+    run_cli("experiments.train", f"--config={config}", f"--workdir={tmp_path / 'straight'}", check_ok=True)
+
+    workdir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", f"--config={config}", f"--workdir={workdir}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        records = read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
+        if records and records[-1]["step"] >= 120:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert read_metrics(workdir)[-1]["step"] < 300
+
+    run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
+    assert read_metrics(workdir) == read_metrics(tmp_path / "straight")
