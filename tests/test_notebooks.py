@@ -1,0 +1,119 @@
+"""The teaching notebooks run, top to bottom, on a tiny budget, and their models learn.
+
+Each ``notebooks/*.ipynb`` is executed in a fresh ``python3`` kernel by ``nbclient`` with small
+sizes set through ``SEQJAX_NOTEBOOK_*`` environment variables (the notebooks' first code
+cell reads them). A notebook that trains prints ``loss: first X -> last Y``; the loss must fall.
+"""
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+BUILDERS = sorted(NOTEBOOKS_DIR.glob("build_*.py"))
+LOSS_LINE = re.compile(r"loss: first (\d+\.\d+) -> last (\d+\.\d+)")
+TRAINING_NOTEBOOKS = {"01_char_language_model.ipynb"}
+TINY_BUDGET = {
+    "SEQJAX_NOTEBOOK_STEPS": "30",
+    "SEQJAX_NOTEBOOK_BATCH_SIZE": "8",
+    "SEQJAX_NOTEBOOK_SEQ_LEN": "32",
+    "SEQJAX_NOTEBOOK_EMBED_SIZE": "16",
+    "SEQJAX_NOTEBOOK_HIDDEN_SIZE": "64",
+    "SEQJAX_NOTEBOOK_SAMPLE_TOKENS": "20",
+    "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",  # tiny programs: compiling fast beats running fast
+}
+KERNEL_TIMEOUT_S = 300
+MIN_LOSS_DROP = 0.2  # nats/char; 30 tiny steps drop ~1 nat, noise between batches is ~0.1
+
+
+def _printed_text(notebook):
+    """Everything the code cells printed, in order."""
+    return "".join(
+        output.get("text", "")
+        for cell in notebook.cells if cell.cell_type == "code"
+        for output in cell.outputs if output.output_type == "stream"
+    )
+
+
+def _execute(path, monkeypatch, output_dir):
+    """Run the notebook at ``path`` in a fresh kernel, cwd notebooks/; returns it executed."""
+    for name, value in TINY_BUDGET.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SEQJAX_NOTEBOOK_OUTPUT_DIR", str(output_dir))
+    python_path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), python_path])))
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, timeout=KERNEL_TIMEOUT_S, kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
+    )
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+    return notebook
+
+
+@pytest.fixture(scope="module")
+def run_notebook(tmp_path_factory):
+    """``run(path) -> (executed notebook, its output folder)``, each notebook executed once."""
+    executed = {}
+
+    def run(path):
+        if path not in executed:
+            output_dir = tmp_path_factory.mktemp(path.stem)
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                executed[path] = (_execute(path, monkeypatch, output_dir), output_dir)
+        return executed[path]
+
+    return run
+
+
+def test_there_are_notebooks():
+    assert "01_char_language_model.ipynb" in [path.name for path in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_committed_notebook_has_no_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{path.name} has outputs: commit it stripped (rebuild it, or "
+                "`jupyter nbconvert --clear-output --inplace`)")
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda path: path.name)
+def test_committed_notebook_is_its_builders_output(builder):
+    spec = importlib.util.spec_from_file_location(builder.stem, builder)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.NOTEBOOK_PATH.read_text(encoding="utf-8") == module.notebook_text(), (
+        f"{module.NOTEBOOK_PATH.name} differs from what {builder.name} writes: edit the builder, "
+        f"then run `python notebooks/{builder.name}`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_runs_and_its_loss_falls(path, run_notebook):
+    notebook, _ = run_notebook(path)
+    printed = _printed_text(notebook)
+    losses = [(float(first), float(last)) for first, last in LOSS_LINE.findall(printed)]
+    if path.name in TRAINING_NOTEBOOKS:
+        assert losses, f"{path.name} printed no 'loss: first X -> last Y' line"
+    for first, last in losses:
+        assert last < first - MIN_LOSS_DROP, f"{path.name}: loss fell too little: {first} -> {last}"
+
+
+def test_char_language_model_notebook_plots_and_samples(run_notebook):
+    notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "01_char_language_model.ipynb")
+    assert (output_dir / "01_char_language_model_loss.png").stat().st_size > 0
+    assert any("image/png" in output.get("data", {}) for cell in notebook.cells
+               if cell.cell_type == "code" for output in cell.outputs)
+    printed = _printed_text(notebook)
+    assert "--- temperature 0.5 ---" in printed and "--- temperature 1.0 ---" in printed
