@@ -1,0 +1,248 @@
+"""Scaled dot-product attention: the pure equation, a fused fast path, and a multi-head layer.
+
+.. math::
+
+    \\mathrm{Attention}(Q, K, V) = \\mathrm{softmax}\\!\\left(\\frac{Q K^\\top}{\\sqrt{d_k}}\\right) V
+
+Attention is a soft database lookup: a query is compared with every key, the comparisons
+become weights, and the answer is the weighted sum of the values (:func:`attend`). Exact-match
+lookup uses 0/1 weights (:func:`exact_match_weights`); attention uses softmax weights, which
+sum to one.
+
+Layouts: the pure functions take ``[..., T, d]`` (any leading axes); the multi-head functions
+take ``[B, T, num_heads, head_dim]``, the layout of :func:`jax.nn.dot_product_attention`. Masks
+are boolean with ``True`` = may attend, broadcastable to ``[..., T_q, T_k]``.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seqjax.positional import apply_rotary
+
+IMPLEMENTATIONS = ("reference", "xla", "cudnn", None)
+
+
+def attend(weights, values):
+    """The weighted sum of values, ``sum_j w_j v_j``, as a matrix product ``weights @ values``.
+
+    ``weights: [T_k]`` with ``values: [T_k]`` (scalar values) or ``[T_k, d_v]``; batched:
+    ``weights [..., T_q, T_k] @ values [..., T_k, d_v] -> [..., T_q, d_v]``. The weights need
+    not sum to one (an exact-match lookup sums every matching value).
+    """
+    return jnp.matmul(weights, values)
+
+
+def exact_match_weights(query, keys):
+    """Database lookup weights: 1 where ``keys == query``, else 0 (``keys: [..., T_k]``)."""
+    return (keys == query).astype(jnp.result_type(float))
+
+
+def causal_mask(query_length, key_length):
+    """``[T_q, T_k]`` mask where query ``i`` may attend key ``j`` iff ``j <= i``.
+
+    Query ``i`` and key ``i`` are the same position (top-left aligned, as the ``is_causal``
+    of :func:`jax.nn.dot_product_attention`).
+    """
+    return jnp.tril(jnp.ones((query_length, key_length), dtype=bool))
+
+
+def attention_weights(q, k, mask=None):
+    """``softmax(Q K^T / sqrt(d_k))`` over keys, ``[..., T_q, T_k]``; masked keys get weight 0.
+
+    A query row whose keys are all masked gets uniform weights (never NaN).
+    """
+    scores = jnp.einsum("...qd,...kd->...qk", q, k) / math.sqrt(q.shape[-1])
+    return masked_softmax(scores, mask)
+
+
+def masked_softmax(scores, mask=None):
+    """Softmax over the last axis where only ``mask == True`` entries get weight."""
+    if mask is not None:
+        scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    return jax.nn.softmax(scores, axis=-1)
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """``softmax(Q K^T / sqrt(d_k)) V``: ``q [..., T_q, d_k]``, ``k [..., T_k, d_k]``,
+    ``v [..., T_k, d_v]`` -> ``[..., T_q, d_v]``.
+
+    ``mask``: boolean, broadcastable to ``[..., T_q, T_k]``, ``True`` = may attend.
+    """
+    return attend(attention_weights(q, k, mask), v)
+
+
+def multi_head_attention(q, k, v, *, causal=False, mask=None, implementation="reference"):
+    """Attention per head on the ``[B, T, num_heads, head_dim]`` layout -> ``[B, T_q, N, H]``.
+
+    ``implementation``: ``"reference"`` (:func:`scaled_dot_product_attention`) or one of
+    :func:`jax.nn.dot_product_attention`'s: ``"xla"``, ``"cudnn"`` (flash attention, GPU
+    only; it takes 16-bit floats, so float32 inputs run in bfloat16 and the output is cast
+    back) or ``None`` (let JAX pick). ``mask`` broadcasts to ``[B, N, T_q, T_k]``;
+    ``causal`` adds :func:`causal_mask`.
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"unknown attention implementation {implementation!r}: choose one of "
+            f"{', '.join(map(repr, IMPLEMENTATIONS))}"
+        )
+    if implementation != "reference":
+        dtype = jnp.bfloat16 if implementation == "cudnn" and q.dtype == jnp.float32 else q.dtype
+        out = jax.nn.dot_product_attention(
+            q.astype(dtype), k.astype(dtype), v.astype(dtype), mask=mask, is_causal=causal,
+            implementation=implementation,
+        )
+        return out.astype(q.dtype)
+    if causal:
+        causal_part = causal_mask(q.shape[1], k.shape[1])
+        mask = causal_part if mask is None else jnp.logical_and(mask, causal_part)
+    swap = _swap_time_and_heads
+    return swap(scaled_dot_product_attention(swap(q), swap(k), swap(v), mask))
+
+
+def _swap_time_and_heads(x):
+    """``[B, T, N, H] <-> [B, N, T, H]``."""
+    return jnp.swapaxes(x, 1, 2)
+
+
+def init_kv_cache(batch_size, num_heads, max_length, head_dim, dtype=jnp.float32):
+    """An empty key/value cache ``{"key", "value"}``, each ``[B, N, max_length, head_dim]``."""
+    shape = (batch_size, num_heads, max_length, head_dim)
+    return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype)}
+
+
+def _ordered_after(value, dependency):
+    """``value`` unchanged, but data-dependent on ``dependency`` (assumed finite).
+
+    XLA orders operations by data dependencies: a cache write that does not depend on the
+    attention reading the cache makes XLA copy the whole cache on every decode step instead
+    of updating it in place (see the optimized HLO of a decode loop).
+    """
+    return value + jnp.zeros((), value.dtype) * dependency.reshape(-1)[0].astype(value.dtype)
+
+
+def cached_attention(q, k, v, cache, position):
+    """Causal attention for ``S`` new tokens at positions ``position .. position + S - 1``.
+
+    Attends ``q: [B, S, N, H]`` to the cached keys before ``position`` and, causally, to
+    the new ``k, v: [B, S, N, H]`` (one softmax over both), then writes ``k, v`` into
+    ``cache`` (see :func:`init_kv_cache`). Returns ``(out [B, S, N, H], cache)``. Reading
+    the old cache, not the freshly written one, lets XLA update the cache in place.
+    Positions past the cache are the caller's to prevent (the write would clamp them).
+    """
+    swap = _swap_time_and_heads
+    q, k, v = swap(q), swap(k), swap(v)  # [B, N, S, H]
+    num_new, max_length = q.shape[2], cache["key"].shape[2]
+    scores = jnp.concatenate(
+        [jnp.einsum("...qd,...kd->...qk", q, cache["key"]),
+         jnp.einsum("...qd,...kd->...qk", q, k)],
+        axis=-1,
+    ) / math.sqrt(q.shape[-1])  # [B, N, S, max_length + S]
+    in_cache = jnp.broadcast_to(jnp.arange(max_length) < position, (num_new, max_length))
+    mask = jnp.concatenate([in_cache, causal_mask(num_new, num_new)], axis=-1)
+    weights = masked_softmax(scores, mask)
+    out = attend(weights[..., :max_length], cache["value"]) + attend(weights[..., max_length:], v)
+
+    def write(buffer, new):
+        new = _ordered_after(new.astype(buffer.dtype), out)
+        return jax.lax.dynamic_update_slice_in_dim(buffer, new, position, axis=2)
+
+    return swap(out), {"key": write(cache["key"], k), "value": write(cache["value"], v)}
+
+
+class HeadsProjection(nn.Module):
+    """Linear map ``[..., W] -> [..., num_heads, W // num_heads]``: one projection per head."""
+
+    num_heads: int
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+
+    @nn.compact
+    def __call__(self, x):
+        width = x.shape[-1]
+        if width % self.num_heads:
+            raise ValueError(
+                f"width {width} is not divisible by num_heads {self.num_heads}: "
+                "choose num_heads that divides the width"
+            )
+        shape = (width, self.num_heads, width // self.num_heads)
+        y = jnp.einsum("...w,wnh->...nh", x, self.param("kernel", self.kernel_init, shape))
+        if self.use_bias:  # stored flat: every bias is 1-D (weight decay skips 1-D params)
+            y = y + self.param("bias", nn.initializers.zeros, (width,)).reshape(shape[1:])
+        return y
+
+
+class MergeHeadsProjection(nn.Module):
+    """Output projection ``[..., num_heads, head_dim] -> [..., num_heads * head_dim]``."""
+
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+
+    @nn.compact
+    def __call__(self, heads):
+        num_heads, head_dim = heads.shape[-2:]
+        shape = (num_heads, head_dim, num_heads * head_dim)
+        y = jnp.einsum("...nh,nhw->...w", heads, self.param("kernel", self.kernel_init, shape))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, shape[-1:])
+        return y
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention: project to Q, K, V, attend per head, project back.
+
+    ``[B, T, W] -> [B, T, W]`` with ``head_dim = W // num_heads``; ``num_heads=1`` is the
+    single-head equation. ``rotary`` applies RoPE to queries and keys (then the model adds no
+    positional embedding). ``dropout`` acts on the output projection (residual dropout), so
+    every ``implementation`` computes the same function. ``output_init`` lets a model scale
+    the residual projection (GPT-2's ``1/sqrt(2 * num_layers)``).
+    """
+
+    num_heads: int
+    use_bias: bool = True
+    dropout: float = 0.0
+    causal: bool = True
+    rotary: bool = False
+    implementation: str | None = "reference"
+    kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+    output_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+
+    def setup(self):
+        self.query = HeadsProjection(self.num_heads, self.use_bias, self.kernel_init)
+        self.key = HeadsProjection(self.num_heads, self.use_bias, self.kernel_init)
+        self.value = HeadsProjection(self.num_heads, self.use_bias, self.kernel_init)
+        self.output = MergeHeadsProjection(self.use_bias, self.output_init)
+        self.residual_dropout = nn.Dropout(self.dropout)
+
+    def _output(self, heads, deterministic):
+        return self.residual_dropout(self.output(heads), deterministic=deterministic)
+
+    def _queries_keys_values(self, x, positions):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.rotary:
+            q = apply_rotary(q, positions[..., None])
+            k = apply_rotary(k, positions[..., None])
+        return q, k, v
+
+    def __call__(self, x, *, deterministic=True):
+        """``x: [B, T, W]`` -> ``[B, T, W]``; token ``t`` sits at position ``t``."""
+        q, k, v = self._queries_keys_values(x, jnp.arange(x.shape[1]))
+        heads = multi_head_attention(
+            q, k, v, causal=self.causal, implementation=self.implementation
+        )
+        return self._output(heads, deterministic)
+
+    def decode(self, x, cache, position):
+        """``S`` new tokens ``x: [B, S, W]`` at ``position``.. against a KV cache.
+
+        Returns ``(y [B, S, W], cache)``. One query row leaves nothing for a fused kernel to
+        save, so decoding always runs the reference equation.
+        """
+        if not self.causal:
+            raise ValueError("KV-cache decoding needs causal=True attention")
+        positions = position + jnp.arange(x.shape[1])
+        q, k, v = self._queries_keys_values(x, positions)
+        heads, cache = cached_attention(q, k, v, cache, position)
+        return self._output(heads, deterministic=True), cache

@@ -1,0 +1,191 @@
+"""Decoding for every language model, over one step function.
+
+A model is seen only through ``step_fn(state, token [B]) -> (logits [B, V], state)``: feed one
+token, get the next-token logits (for a model, :func:`model_step_fn`). ``state`` is a pytree
+whose leaves carry the batch on axis 0, except 0-d leaves (such as the Transformer's
+``position``), which all rows share; :func:`beam_search` reorders the batched leaves.
+
+Everything here is pure and built from ``jax.lax.scan``, so it compiles into one program.
+Jit it with the model variables as an argument (not baked into the closure)::
+
+    @functools.partial(jax.jit, static_argnames="num_tokens")
+    def sample(variables, prompt, key, num_tokens):
+        batch_size, max_length = prompt.shape[0], prompt.shape[1] + num_tokens
+        state = model.apply(variables, batch_size, max_length, method="init_decode_state")
+        step_fn = model_step_fn(model, variables)
+        return generate(step_fn, state, prompt, num_tokens, key, temperature=0.8, top_k=10)
+
+``temperature``, ``top_k``, ``top_p``, ``num_tokens`` and ``beam_size`` are Python numbers.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def model_step_fn(model, variables):
+    """``step_fn(state, token)`` running ``model.decode_step`` with ``variables``."""
+    def step_fn(state, token):
+        return model.apply(variables, state, token, method="decode_step")
+
+    return step_fn
+
+
+def _check_sampling_options(temperature, top_k, top_p):
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 or None (no filtering), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] or None (no filtering), got {top_p}")
+
+
+def top_k_filter(logits, top_k):
+    """Keep the ``top_k`` largest logits of ``[..., V]`` (ties at the cut too), others ``-inf``."""
+    kth_largest = jax.lax.top_k(logits, top_k)[0][..., -1:]
+    return jnp.where(logits >= kth_largest, logits, -jnp.inf)
+
+
+def top_p_filter(logits, top_p):
+    """Nucleus filter: keep the smallest set of most likely tokens with probability ``>= top_p``.
+
+    Sorted by probability, token ``i`` is kept while the mass before it is ``< top_p`` (the
+    most likely token always stays); the rest get ``-inf``. ``logits: [..., V]``.
+    """
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    sorted_probs = jax.nn.softmax(sorted_logits, axis=-1)
+    mass_before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs
+    kept = mass_before < top_p
+    smallest_kept = jnp.min(jnp.where(kept, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where(logits >= smallest_kept, logits, -jnp.inf)
+
+
+def sample_next(key, logits, *, temperature=1.0, top_k=None, top_p=None):
+    """Sample token ids ``[...]`` from ``logits: [..., V]``.
+
+    The logits are divided by ``temperature``, then filtered by ``top_k``, then by ``top_p``
+    (on the renormalised top-k distribution). ``temperature=0`` is greedy ``argmax``.
+    """
+    _check_sampling_options(temperature, top_k, top_p)
+    if temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, min(top_k, logits.shape[-1]))
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def feed_prompt(step_fn, state, prompt):
+    """Run ``prompt: int32 [B, P]`` (``P >= 1``) through ``step_fn``; returns
+    ``(logits for the token after the prompt [B, V], state)``."""
+    if prompt.ndim != 2 or prompt.shape[1] == 0:
+        raise ValueError(
+            f"prompt must be int32 [batch, length] with length >= 1, got shape {prompt.shape}: "
+            "start from at least one token (e.g. a newline or a BOS id)"
+        )
+    logits, state = step_fn(state, prompt[:, 0])
+    if prompt.shape[1] == 1:
+        return logits, state
+
+    def feed(carry, token):
+        state, _ = carry
+        logits, state = step_fn(state, token)
+        return (state, logits), None
+
+    (state, logits), _ = jax.lax.scan(feed, (state, logits), prompt[:, 1:].T)
+    return logits, state
+
+
+def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=None,
+             top_p=None):
+    """Continue ``prompt: int32 [B, P]`` by ``num_tokens`` sampled tokens -> ``[B, num_tokens]``.
+
+    ``state`` must have room for ``P + num_tokens`` tokens (``step_fn`` is called that many
+    times); sampling options as :func:`sample_next`.
+    """
+    _check_sampling_options(temperature, top_k, top_p)
+    logits, state = feed_prompt(step_fn, state, prompt)
+
+    def sample_and_feed(carry, step_key):
+        state, logits = carry
+        token = sample_next(step_key, logits, temperature=temperature, top_k=top_k, top_p=top_p)
+        logits, state = step_fn(state, token)
+        return (state, logits), token
+
+    keys = jax.random.split(key, num_tokens)
+    _, tokens = jax.lax.scan(sample_and_feed, (state, logits), keys)
+    return tokens.T
+
+
+def reorder_beams(state, beam_indices):
+    """Gather every batched leaf of ``state`` (ndim >= 1) along axis 0; 0-d leaves are shared."""
+    return jax.tree.map(lambda leaf: leaf if leaf.ndim == 0 else leaf[beam_indices], state)
+
+
+def _beam_candidates(scores, lengths, finished, log_probs, eos_id, length_penalty):
+    """Scores, lengths and ranking keys of all ``beam x token`` extensions, each ``[K, V]``.
+
+    A finished beam has one extension, ``eos_id`` again, which keeps its score and length.
+    Candidates rank by ``score / length ** length_penalty``.
+    """
+    vocab_size = log_probs.shape[-1]
+    is_eos = jnp.arange(vocab_size) == eos_id
+    stay_finished = jnp.where(is_eos, 0.0, -jnp.inf)
+    step_log_probs = jnp.where(finished[:, None], stay_finished, log_probs)
+    candidate_scores = scores[:, None] + step_log_probs
+    candidate_lengths = jnp.broadcast_to(
+        lengths[:, None] + jnp.where(finished[:, None], 0, 1), log_probs.shape
+    )
+    ranking = candidate_scores / candidate_lengths.astype(jnp.float32) ** length_penalty
+    return candidate_scores, candidate_lengths, ranking
+
+
+def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty=0.0,
+                eos_id=None):
+    """The most likely continuation of ``prompt: int32 [P]`` found by beam search.
+
+    ``state`` is a decode state for a batch of ``beam_size`` (one row per beam). Each step
+    extends every beam by every token and keeps the ``beam_size`` best by
+    ``log p(continuation) / length ** length_penalty``; with ``eos_id``, a beam that emits it
+    is finished (its length stops, later tokens are ``eos_id``), so ``length_penalty > 0``
+    favours longer continuations. Returns ``(tokens [num_tokens], that ranking score)``.
+    """
+    if prompt.ndim != 1:
+        raise ValueError(f"beam_search takes one prompt [length], got shape {prompt.shape}")
+    if beam_size < 1 or num_tokens < 1:
+        raise ValueError(f"need beam_size >= 1 and num_tokens >= 1, got {beam_size}, {num_tokens}")
+    eos_id = -1 if eos_id is None else eos_id  # -1: no token ends a beam
+    logits, state = feed_prompt(step_fn, state, jnp.tile(prompt, (beam_size, 1)))
+    # All beams start identical: only beam 0 may expand at first, or they would duplicate.
+    scores = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
+    beams = {
+        "scores": scores, "lengths": jnp.zeros(beam_size, jnp.int32),
+        "finished": jnp.zeros(beam_size, bool),
+        "tokens": jnp.zeros((beam_size, num_tokens), jnp.int32),
+    }
+
+    def expand_and_prune(carry, t):
+        beams, state, logits = carry
+        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        candidate_scores, candidate_lengths, ranking = _beam_candidates(
+            beams["scores"], beams["lengths"], beams["finished"], log_probs, eos_id, length_penalty
+        )
+        _, flat_best = jax.lax.top_k(ranking.reshape(-1), beam_size)
+        parent, token = jnp.divmod(flat_best, log_probs.shape[-1])
+        token = token.astype(jnp.int32)
+        beams = {
+            "scores": candidate_scores.reshape(-1)[flat_best],
+            "lengths": candidate_lengths.reshape(-1)[flat_best],
+            "finished": beams["finished"][parent] | (token == eos_id),
+            "tokens": beams["tokens"][parent].at[:, t].set(token),
+        }
+        logits, state = step_fn(reorder_beams(state, parent), token)
+        return (beams, state, logits), None
+
+    (beams, _, _), _ = jax.lax.scan(
+        expand_and_prune, (beams, state, logits), jnp.arange(num_tokens)
+    )
+    final = beams["scores"] / beams["lengths"].astype(jnp.float32) ** length_penalty
+    best = jnp.argmax(final)
+    return beams["tokens"][best], final[best]

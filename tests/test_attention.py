@@ -1,0 +1,229 @@
+"""Attention and positional encodings against NumPy float64 references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqjax.attention import (
+    MultiHeadSelfAttention,
+    attend,
+    cached_attention,
+    causal_mask,
+    exact_match_weights,
+    init_kv_cache,
+    multi_head_attention,
+    scaled_dot_product_attention,
+)
+from seqjax.positional import (
+    LearnedPositionalEmbedding,
+    apply_rotary,
+    check_positional_kind,
+    sinusoidal_encoding,
+    sinusoidal_features,
+)
+
+
+def numpy_attention(q, k, v, mask=None):
+    """``softmax(Q K^T / sqrt(d)) V`` in float64, masked scores at -inf."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return (weights / weights.sum(axis=-1, keepdims=True)) @ v
+
+
+def random_normal(seed, shape):
+    return jax.random.normal(jax.random.PRNGKey(seed), shape)
+
+
+# --- the equation ----------------------------------------------------------------------
+
+
+def test_database_analogy_exact_and_soft_lookup():
+    query, keys = 5, jnp.array([1, 5, 3, 4, 5])
+    values = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert attend(exact_match_weights(query, keys), values) == 7.0  # 2 + 5
+    soft_weights = jnp.array([0.125, 1.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(attend(soft_weights, values), 9.875)
+
+
+def test_softmax_lookup_is_normalised_average_of_best_matches():
+    # A sharp dot-product query favours the largest keys (the two 5s): softmax splits the
+    # weight evenly between them, so attention returns their mean value (2 + 5) / 2.
+    keys = jnp.array([[1.0], [5.0], [3.0], [4.0], [5.0]])
+    values = jnp.array([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    out = scaled_dot_product_attention(jnp.array([[100.0]]), keys, values)
+    np.testing.assert_allclose(out, [[3.5]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_scaled_dot_product_attention_matches_numpy(use_mask):
+    q, k = random_normal(0, (2, 3, 4, 8)), random_normal(1, (2, 3, 6, 8))
+    v = random_normal(2, (2, 3, 6, 5))
+    mask = None
+    if use_mask:
+        mask = np.array(jax.random.bernoulli(jax.random.PRNGKey(3), 0.5, (2, 1, 4, 6)))
+        mask[..., 0] = True  # every query sees at least one key
+    out = scaled_dot_product_attention(q, k, v, mask)
+    np.testing.assert_allclose(out, numpy_attention(q, k, v, mask), rtol=1e-5, atol=1e-6)
+
+
+def test_causal_mask_is_lower_triangular():
+    np.testing.assert_array_equal(causal_mask(3, 4), np.tril(np.ones((3, 4), bool)))
+
+
+def test_fully_masked_row_is_finite():
+    q, k, v = random_normal(0, (2, 4)), random_normal(1, (3, 4)), random_normal(2, (3, 4))
+    out = scaled_dot_product_attention(q, k, v, jnp.zeros((2, 3), bool))
+    assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_reference_matches_jax_dot_product_attention(causal):
+    q, k, v = (random_normal(i, (2, 5, 3, 8)) for i in range(3))  # [B, T, N, H]
+    padding = jnp.arange(5) < jnp.array([[5], [3]])  # [B, T_k]
+    mask = padding[:, None, None, :]
+    reference = multi_head_attention(q, k, v, causal=causal, mask=mask)
+    fused = multi_head_attention(q, k, v, causal=causal, mask=mask, implementation="xla")
+    np.testing.assert_allclose(reference, fused, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs a GPU")
+def test_reference_matches_cudnn_flash_attention():
+    q, k, v = (random_normal(i, (2, 128, 4, 64)) for i in range(3))  # float32: run in bf16
+    reference = multi_head_attention(q, k, v, causal=True)
+    fused = multi_head_attention(q, k, v, causal=True, implementation="cudnn")
+    assert fused.dtype == jnp.float32
+    np.testing.assert_allclose(reference, fused, atol=3e-2)
+
+
+def test_unknown_implementation_is_an_error():
+    q = jnp.zeros((1, 2, 1, 4))
+    with pytest.raises(ValueError, match="implementation"):
+        multi_head_attention(q, q, q, implementation="flash")
+
+
+def test_cached_attention_matches_full_causal_attention():
+    q, k, v = (random_normal(i, (2, 5, 3, 4)) for i in range(3))
+    cache = init_kv_cache(batch_size=2, num_heads=3, max_length=6, head_dim=4)
+    prefix_out, cache = cached_attention(q[:, :3], k[:, :3], v[:, :3], cache, 0)
+    outs = [prefix_out]
+    for t in range(3, 5):
+        out, cache = cached_attention(q[:, t:t + 1], k[:, t:t + 1], v[:, t:t + 1], cache, t)
+        outs.append(out)
+    full = multi_head_attention(q, k, v, causal=True)
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
+
+
+# --- the multi-head layer ----------------------------------------------------------------
+
+
+def numpy_multi_head(params, x, num_heads):
+    """Per-head attention (causal) on projections, heads concatenated, output projection."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    x = np.asarray(x, np.float64)
+    length, width = x.shape[1:]
+    mask = np.tril(np.ones((length, length), bool))
+
+    def project(name, head):
+        bias = p[name]["bias"].reshape(num_heads, -1)[head]
+        return x @ p[name]["kernel"][:, head] + bias
+
+    heads = [
+        numpy_attention(project("query", n), project("key", n), project("value", n), mask)
+        for n in range(num_heads)
+    ]
+    out_kernel = p["output"]["kernel"].reshape(-1, width)  # [N, H, W] -> [N * H, W]
+    return np.concatenate(heads, axis=-1) @ out_kernel + p["output"]["bias"]
+
+
+@pytest.mark.parametrize("num_heads", [1, 2])
+def test_multi_head_layer_matches_per_head_equation(num_heads):
+    x = random_normal(0, (2, 5, 8))
+    layer = MultiHeadSelfAttention(num_heads=num_heads)
+    variables = layer.init(jax.random.PRNGKey(1), x)
+    expected = numpy_multi_head(variables["params"], x, num_heads)
+    np.testing.assert_allclose(layer.apply(variables, x), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_causal_layer_leaks_nothing_from_the_future():
+    x = random_normal(0, (1, 4, 8))
+    layer = MultiHeadSelfAttention(num_heads=2, rotary=True)
+    variables = layer.init(jax.random.PRNGKey(1), x)
+    jacobian = jax.jacobian(lambda x: layer.apply(variables, x)[0])(x)[:, :, 0]  # [T, W, T, W]
+    influence = np.abs(np.asarray(jacobian)).sum(axis=(1, 3))  # [t_out, t_in]
+    future = np.triu(np.ones((4, 4), bool), k=1)
+    assert np.all(influence[future] == 0.0)
+    assert np.all(influence[~future] > 0.0)
+
+
+@pytest.mark.parametrize("rotary", [False, True])
+def test_layer_decode_matches_full_call(rotary):
+    x = random_normal(0, (2, 5, 8))
+    layer = MultiHeadSelfAttention(num_heads=2, rotary=rotary)
+    variables = layer.init(jax.random.PRNGKey(1), x)
+    cache = init_kv_cache(batch_size=2, num_heads=2, max_length=5, head_dim=4)
+    outs = []
+    for t in range(5):
+        out, cache = layer.apply(variables, x[:, t:t + 1], cache, t, method="decode")
+        outs.append(out)
+    np.testing.assert_allclose(
+        jnp.concatenate(outs, axis=1), layer.apply(variables, x), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_width_not_divisible_by_heads_is_an_error():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadSelfAttention(num_heads=3).init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 8)))
+
+
+# --- positional encodings ------------------------------------------------------------------
+
+
+def test_sinusoidal_encoding_matches_formula():
+    num_positions, width = 7, 6
+    expected = np.zeros((num_positions, width))
+    for p in range(num_positions):
+        for i in range(width // 2):
+            expected[p, 2 * i] = np.sin(p / 10000 ** (2 * i / width))
+            expected[p, 2 * i + 1] = np.cos(p / 10000 ** (2 * i / width))
+    np.testing.assert_allclose(sinusoidal_encoding(num_positions, width), expected, atol=1e-6)
+    np.testing.assert_allclose(sinusoidal_features(jnp.array(4), width), expected[4], atol=1e-6)
+
+
+def test_rotary_matches_complex_rotation():
+    x = random_normal(0, (3, 8))
+    positions = jnp.array([0, 1, 5])
+    pairs = np.asarray(x, np.float64).reshape(3, 4, 2)
+    theta = np.asarray(positions)[:, None] * 10000.0 ** (-np.arange(0, 8, 2) / 8)
+    rotated = (pairs[..., 0] + 1j * pairs[..., 1]) * np.exp(1j * theta)
+    expected = np.stack([rotated.real, rotated.imag], axis=-1).reshape(3, 8)
+    np.testing.assert_allclose(apply_rotary(x, positions), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rotary_preserves_norms_and_sees_relative_positions():
+    q, k = random_normal(0, (8,)), random_normal(1, (8,))
+    rotated = apply_rotary(q, 13)
+    np.testing.assert_allclose(jnp.linalg.norm(rotated), jnp.linalg.norm(q), rtol=1e-5)
+    np.testing.assert_allclose(apply_rotary(q, 0), q)
+    score = lambda p, s: jnp.dot(apply_rotary(q, p), apply_rotary(k, s))
+    np.testing.assert_allclose(score(7, 3), score(4, 0), rtol=1e-4)
+    np.testing.assert_allclose(score(7, 3), score(25, 21), rtol=1e-4)
+    assert not np.isclose(score(7, 3), score(3, 7))
+
+
+def test_learned_positional_embedding_looks_up_rows():
+    module = LearnedPositionalEmbedding(num_positions=6, width=4)
+    variables = module.init(jax.random.PRNGKey(0), jnp.arange(6))
+    table = variables["params"]["embedding"]
+    positions = np.array([[3, 0]])
+    np.testing.assert_array_equal(module.apply(variables, positions), np.asarray(table)[positions])
+
+
+def test_positional_errors_name_the_fix():
+    with pytest.raises(ValueError, match="rotary"):
+        check_positional_kind("alibi")
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_encoding(4, 5)

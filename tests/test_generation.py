@@ -1,0 +1,227 @@
+"""Sampling, generation and beam search on hand-built step functions."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqjax.generation import (
+    beam_search,
+    generate,
+    reorder_beams,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
+
+PROBS = np.array([0.5, 0.3, 0.15, 0.05])
+LOGITS = jnp.log(jnp.asarray(PROBS, jnp.float32))
+
+
+def second_order_chain(log_prob_table):
+    """``step_fn`` of a Markov chain whose next token depends on the last two tokens.
+
+    ``log_prob_table[a, b]`` is ``log p(next | a, b)``; the state is the previous token, so a
+    beam search that mixed up beam states would score the wrong continuations.
+    """
+    table = jnp.asarray(log_prob_table, jnp.float32)
+
+    def step_fn(state, token):
+        return table[state["previous"], token], {"previous": token}
+
+    return step_fn
+
+
+def chain_state(batch_size):
+    return {"previous": jnp.zeros(batch_size, jnp.int32)}
+
+
+def random_chain(seed, vocab_size=4):
+    logits = np.random.default_rng(seed).normal(size=(vocab_size, vocab_size, vocab_size)) * 2
+    return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+
+def chain_log_prob(log_prob_table, prompt, tokens):
+    """``log p(tokens | prompt)`` by direct lookup (prompt already fed)."""
+    sequence = [0, *prompt, *tokens]  # the state starts as previous = 0
+    return sum(
+        log_prob_table[sequence[i - 2], sequence[i - 1], sequence[i]]
+        for i in range(len(prompt) + 1, len(sequence))
+    )
+
+
+def python_greedy(log_prob_table, prompt, num_tokens):
+    tokens = []
+    for _ in range(num_tokens):
+        sequence = [0, *prompt, *tokens]
+        tokens.append(int(np.argmax(log_prob_table[sequence[-2], sequence[-1]])))
+    return tokens
+
+
+# --- sample_next ---------------------------------------------------------------------------
+
+
+def test_temperature_zero_is_argmax():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (6, 9))
+    greedy = sample_next(jax.random.PRNGKey(1), logits, temperature=0.0)
+    np.testing.assert_array_equal(greedy, np.argmax(logits, axis=-1))
+
+
+def test_top_k_one_is_greedy_for_every_key():
+    logits = jax.random.normal(jax.random.PRNGKey(0), (6, 9))
+    for seed in range(5):
+        sampled = sample_next(jax.random.PRNGKey(seed), logits, top_k=1)
+        np.testing.assert_array_equal(sampled, np.argmax(logits, axis=-1))
+
+
+@pytest.mark.parametrize("top_p, kept", [(0.45, [0]), (0.75, [0, 1]), (0.9, [0, 1, 2]),
+                                         (1.0, [0, 1, 2, 3])])
+def test_top_p_keeps_smallest_set_reaching_p(top_p, kept):
+    filtered = top_p_filter(LOGITS, top_p)
+    np.testing.assert_array_equal(np.flatnonzero(np.isfinite(filtered)), kept)
+
+
+def test_top_k_filter_keeps_k_largest():
+    filtered = top_k_filter(LOGITS[jnp.array([2, 0, 3, 1])], 2)
+    np.testing.assert_array_equal(np.isfinite(filtered), [False, True, False, True])
+
+
+def test_top_p_applies_after_top_k_renormalises():
+    # top-2 renormalised: (0.625, 0.375), so top_p = 0.6 keeps token 0 alone, while over
+    # the full distribution (0.5 first) top_p = 0.6 needs tokens 0 and 1.
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+    sample = lambda **options: jax.vmap(lambda key: sample_next(key, LOGITS, **options))(keys)
+    assert set(np.asarray(sample(top_k=2, top_p=0.6)).tolist()) == {0}
+    assert set(np.asarray(sample(top_p=0.6)).tolist()) == {0, 1}
+
+
+def chi_square(samples, probs):
+    counts = np.bincount(np.asarray(samples), minlength=len(probs))
+    expected = len(samples) * np.asarray(probs)
+    return np.sum((counts - expected) ** 2 / expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_sampling_frequencies_match_softmax(temperature):
+    num_samples = 20000
+    logits = jnp.tile(LOGITS, (num_samples, 1))
+    samples = sample_next(jax.random.PRNGKey(0), logits, temperature=temperature)
+    probs = jax.nn.softmax(LOGITS / temperature)
+    # 3 degrees of freedom: P(chi2 > 25) ~ 2e-5; a wrong distribution gives hundreds.
+    assert chi_square(samples, probs) < 25.0
+
+
+def test_top_k_sampling_frequencies_match_renormalised_softmax():
+    logits = jnp.tile(LOGITS, (20000, 1))
+    samples = sample_next(jax.random.PRNGKey(1), logits, top_k=3)
+    probs = np.append(PROBS[:3] / PROBS[:3].sum(), 1e-12)
+    assert chi_square(samples, probs) < 25.0
+
+
+def test_bad_sampling_options_are_errors():
+    with pytest.raises(ValueError, match="temperature"):
+        sample_next(jax.random.PRNGKey(0), LOGITS, temperature=-1.0)
+    with pytest.raises(ValueError, match="top_k"):
+        sample_next(jax.random.PRNGKey(0), LOGITS, top_k=0)
+    with pytest.raises(ValueError, match="top_p"):
+        sample_next(jax.random.PRNGKey(0), LOGITS, top_p=1.5)
+
+
+# --- generate --------------------------------------------------------------------------------
+
+
+def test_greedy_generate_matches_python_loop_and_jits():
+    table = random_chain(0)
+    prompt = jnp.array([[1, 2], [3, 3]], jnp.int32)
+    run = jax.jit(
+        lambda prompt, key: generate(
+            second_order_chain(table), chain_state(2), prompt, 6, key, temperature=0.0
+        )
+    )
+    tokens = run(prompt, jax.random.PRNGKey(0))
+    assert tokens.shape == (2, 6) and tokens.dtype == jnp.int32
+    for row in range(2):
+        expected = python_greedy(table, prompt[row].tolist(), 6)
+        np.testing.assert_array_equal(tokens[row], expected)
+
+
+def test_sampled_generation_is_reproducible_and_varies_with_key():
+    step_fn, prompt = second_order_chain(np.zeros((4, 4, 4))), jnp.ones((3, 1), jnp.int32)
+    run = lambda seed: generate(step_fn, chain_state(3), prompt, 12, jax.random.PRNGKey(seed))
+    np.testing.assert_array_equal(run(0), run(0))
+    assert not np.array_equal(run(0), run(1))
+
+
+def test_empty_prompt_is_an_error():
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(second_order_chain(random_chain(0)), chain_state(1),
+                 jnp.zeros((1, 0), jnp.int32), 3, jax.random.PRNGKey(0))
+
+
+# --- beam search -----------------------------------------------------------------------------
+
+
+def test_beam_size_one_is_greedy():
+    table = random_chain(1)
+    tokens, score = beam_search(second_order_chain(table), chain_state(1), jnp.array([2, 1]), 5, 1)
+    expected = python_greedy(table, [2, 1], 5)
+    np.testing.assert_array_equal(tokens, expected)
+    np.testing.assert_allclose(score, chain_log_prob(table, [2, 1], expected), rtol=1e-5)
+
+
+def test_wide_beam_is_exhaustive_search():
+    # With beam_size = V^(n-1) nothing is ever pruned: beam search finds the argmax sequence.
+    table, vocab_size, num_tokens = random_chain(2, vocab_size=3), 3, 3
+    tokens, score = beam_search(second_order_chain(table), chain_state(9), jnp.array([1]),
+                                num_tokens, beam_size=9)
+    all_scores = {
+        seq: chain_log_prob(table, [1], seq)
+        for seq in itertools.product(range(vocab_size), repeat=num_tokens)
+    }
+    best = max(all_scores, key=all_scores.get)
+    np.testing.assert_array_equal(tokens, best)
+    np.testing.assert_allclose(score, all_scores[best], rtol=1e-5)
+
+
+def test_beam_search_beats_myopic_greedy():
+    # From token 1, greedy takes 2 (p=0.6), after which every token has p=1/3; taking 3
+    # (p=0.4) leads to a token of p=0.9. Beam 2 finds 0.4 * 0.9 = 0.36 > 0.6 / 3 = 0.2.
+    probs = np.full((4, 4, 4), 0.25)
+    probs[0, 1] = [0.0, 0.0, 0.6, 0.4]
+    probs[1, 2] = [1 / 3, 1 / 3, 1 / 3, 0.0]
+    probs[1, 3] = [0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3]
+    table = np.log(probs + 1e-30)
+    greedy = python_greedy(table, [1], 2)
+    search = jax.jit(lambda prompt: beam_search(second_order_chain(table), chain_state(2),
+                                                prompt, num_tokens=2, beam_size=2))
+    tokens, score = search(jnp.array([1]))
+    assert greedy[0] == 2 and tokens.tolist() == [3, 0]
+    np.testing.assert_allclose(score, np.log(0.36), rtol=1e-5)
+    assert score > chain_log_prob(table, [1], greedy)
+
+
+def test_length_penalty_trades_early_end_for_longer_continuation():
+    # Token 0 is EOS. After the prompt: p(EOS) = 0.5, p(2) = 0.45; after 2, p(2) = 0.9.
+    # Sum of log-probs prefers ending now (log 0.5); per-token average prefers 2, 2, 2.
+    probs = np.full((3, 3, 3), 1 / 3)
+    probs[0, 1] = [0.5, 0.05, 0.45]
+    probs[1, 2] = probs[2, 2] = [0.05, 0.05, 0.9]
+    step_fn, table = second_order_chain(np.log(probs)), np.log(probs)
+    search = lambda penalty: beam_search(
+        step_fn, chain_state(3), jnp.array([1]), 3, 3, length_penalty=penalty, eos_id=0
+    )
+    tokens, score = search(0.0)
+    np.testing.assert_array_equal(tokens, [0, 0, 0])  # after EOS: EOS padding
+    np.testing.assert_allclose(score, np.log(0.5), rtol=1e-5)
+    tokens, score = search(1.0)
+    np.testing.assert_array_equal(tokens, [2, 2, 2])
+    np.testing.assert_allclose(score, chain_log_prob(table, [1], [2, 2, 2]) / 3, rtol=1e-5)
+
+
+def test_reorder_beams_gathers_batched_leaves_and_shares_scalars():
+    state = {"cache": jnp.arange(6).reshape(3, 2), "position": jnp.array(7)}
+    reordered = reorder_beams(state, jnp.array([2, 2, 0]))
+    np.testing.assert_array_equal(reordered["cache"], [[4, 5], [4, 5], [0, 1]])
+    assert reordered["position"] == 7

@@ -1,0 +1,173 @@
+"""The GPT language model: shapes, causality, KV-cache decoding, init, config."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from seqjax.generation import beam_search, generate, model_step_fn
+from seqjax.models.transformer_lm import TransformerLM, from_config
+from seqjax.positional import POSITIONAL_KINDS
+
+VOCAB_SIZE, CONTEXT_LENGTH = 11, 12
+
+
+def tiny_model(**overrides):
+    fields = dict(vocab_size=VOCAB_SIZE, context_length=CONTEXT_LENGTH, num_layers=2,
+                  num_heads=2, width=32)
+    return TransformerLM(**{**fields, **overrides})
+
+
+def random_tokens(seed, shape):
+    return jax.random.randint(jax.random.PRNGKey(seed), shape, 0, VOCAB_SIZE, jnp.int32)
+
+
+@functools.cache
+def model_and_variables(positional="learned"):
+    model = tiny_model(positional=positional)
+    return model, model.init(jax.random.PRNGKey(0), random_tokens(0, (1, CONTEXT_LENGTH)))
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_shapes_and_carry(tie_weights):
+    model = tiny_model(tie_weights=tie_weights)
+    tokens = random_tokens(1, (3, 7))
+    variables = model.init(jax.random.PRNGKey(0), tokens)
+    logits, carry = model.apply(variables, tokens, model.initial_carry(3))
+    assert logits.shape == (3, 7, VOCAB_SIZE) and carry is None
+    assert ("head" in variables["params"]) == (not tie_weights)
+
+
+def test_only_matrices_are_more_than_one_dimensional():
+    # The optimizer decays exactly the params with ndim >= 2: biases and norms must be 1-D.
+    _, variables = model_and_variables("learned")
+    for path, param in jax.tree_util.tree_leaves_with_path(variables["params"]):
+        name = jax.tree_util.keystr(path)
+        is_matrix = "kernel" in name or "embedding" in name
+        assert (param.ndim >= 2) == is_matrix, name
+
+
+@pytest.mark.parametrize("positional", POSITIONAL_KINDS)
+def test_decode_step_logits_equal_full_forward(positional):
+    model, variables = model_and_variables(positional)
+    tokens = random_tokens(2, (2, 9))
+    full_logits, _ = model.apply(variables, tokens)
+    step_fn = jax.jit(model_step_fn(model, variables))
+    state = model.init_decode_state(2, 9)
+    for t in range(9):
+        logits, state = step_fn(state, tokens[:, t])
+        np.testing.assert_allclose(logits, full_logits[:, t], rtol=1e-4, atol=1e-5)
+
+
+def test_future_tokens_do_not_change_past_logits():
+    model, variables = model_and_variables("rotary")
+    tokens = random_tokens(3, (1, 8))
+    changed = tokens.at[0, 5].set((tokens[0, 5] + 1) % VOCAB_SIZE)
+    before, _ = model.apply(variables, tokens)
+    after, _ = model.apply(variables, changed)
+    np.testing.assert_array_equal(before[:, :5], after[:, :5])
+    assert not np.allclose(before[:, 5:], after[:, 5:])
+
+
+def test_cached_greedy_decoding_equals_uncached():
+    model, variables = model_and_variables("learned")
+    prompt, num_tokens = random_tokens(4, (2, 3)), 8
+
+    @jax.jit
+    def greedy(variables, prompt):
+        cached = generate(
+            model_step_fn(model, variables), model.init_decode_state(2, 3 + num_tokens),
+            prompt, num_tokens, jax.random.PRNGKey(0), temperature=0.0,
+        )
+        uncached_step = lambda state, token: model.apply(
+            variables, state, token, method="uncached_decode_step"
+        )
+        uncached = generate(
+            uncached_step, model.uncached_decode_state(2, 3 + num_tokens),
+            prompt, num_tokens, jax.random.PRNGKey(0), temperature=0.0,
+        )
+        return cached, uncached
+
+    cached, uncached = greedy(variables, prompt)
+    np.testing.assert_array_equal(cached, uncached)
+    assert len(np.unique(cached)) > 1  # a degenerate constant output would prove little
+
+
+def test_beam_search_of_one_beam_is_greedy_on_the_model():
+    model, variables = model_and_variables("sinusoidal")
+    prompt = random_tokens(5, (4,))
+    step_fn = model_step_fn(model, variables)
+    greedy = generate(step_fn, model.init_decode_state(1, 10), prompt[None], 6,
+                      jax.random.PRNGKey(0), temperature=0.0)
+    tokens, _ = beam_search(step_fn, model.init_decode_state(1, 10), prompt, 6, beam_size=1)
+    np.testing.assert_array_equal(tokens, greedy[0])
+
+
+def test_too_long_decoding_and_inputs_are_errors():
+    model, variables = model_and_variables("learned")
+    with pytest.raises(ValueError, match="exceeds the context_length"):
+        model.init_decode_state(1, CONTEXT_LENGTH + 1)
+    with pytest.raises(ValueError, match="exceeds the context_length"):
+        model.apply(variables, 1, CONTEXT_LENGTH + 1, method="uncached_decode_state")
+    with pytest.raises(ValueError, match="exceeds context_length"):
+        model.apply(variables, random_tokens(0, (1, CONTEXT_LENGTH + 1)))
+
+
+def test_bad_configuration_is_an_error():
+    tokens = random_tokens(0, (1, 4))
+    with pytest.raises(ValueError, match="positional"):
+        tiny_model(positional="alibi").init(jax.random.PRNGKey(0), tokens)
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_model(num_heads=3).init(jax.random.PRNGKey(0), tokens)
+
+
+def test_dropout_is_random_in_training_and_off_in_evaluation():
+    model = tiny_model(dropout=0.5)
+    tokens = random_tokens(0, (2, 6))
+    variables = model.init(jax.random.PRNGKey(0), tokens)
+    train = lambda seed: model.apply(variables, tokens, deterministic=False,
+                                     rngs={"dropout": jax.random.PRNGKey(seed)})[0]
+    assert not np.allclose(train(0), train(1))
+    np.testing.assert_array_equal(model.apply(variables, tokens)[0],
+                                  model.apply(variables, tokens)[0])
+
+
+def test_xla_attention_model_matches_reference():
+    model, variables = model_and_variables("rotary")
+    tokens = random_tokens(6, (2, 8))
+    fused = model.clone(attention_impl="xla")
+    np.testing.assert_allclose(fused.apply(variables, tokens)[0],
+                               model.apply(variables, tokens)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_nanogpt_initialisation():
+    num_layers = 4
+    model = TransformerLM(vocab_size=VOCAB_SIZE, context_length=8, num_layers=num_layers,
+                          num_heads=2, width=64)
+    params = model.init(jax.random.PRNGKey(0), random_tokens(0, (1, 8)))["params"]
+    block = params["blocks_0"]
+    residual_std = 0.02 / np.sqrt(2 * num_layers)
+    np.testing.assert_allclose(np.std(block["attention"]["query"]["kernel"]), 0.02, rtol=0.1)
+    np.testing.assert_allclose(np.std(block["mlp"]["expand"]["kernel"]), 0.02, rtol=0.1)
+    np.testing.assert_allclose(np.std(block["attention"]["output"]["kernel"]), residual_std,
+                               rtol=0.1)
+    np.testing.assert_allclose(np.std(block["mlp"]["contract"]["kernel"]), residual_std, rtol=0.1)
+    assert np.all(block["mlp"]["contract"]["bias"] == 0)
+
+
+def test_from_config_reads_model_fields():
+    config = ml_collections.ConfigDict(dict(
+        kind="transformer", num_layers=3, num_heads=2, width=16, mlp_ratio=2, dropout=0.1,
+        use_bias=False, tie_weights=False, positional="rotary",
+    ))
+    model = from_config(config, vocab_size=VOCAB_SIZE, context_length=32)
+    assert (model.num_layers, model.num_heads, model.width, model.mlp_ratio) == (3, 2, 16, 2)
+    assert (model.dropout, model.use_bias, model.tie_weights) == (0.1, False, False)
+    assert (model.positional, model.attention_impl) == ("rotary", "reference")
+    assert (model.vocab_size, model.context_length) == (VOCAB_SIZE, 32)
+    config.kind = "rnn"
+    with pytest.raises(ValueError, match="transformer"):
+        from_config(config, vocab_size=VOCAB_SIZE, context_length=32)
