@@ -4,13 +4,16 @@
     python -m experiments.train --config=experiments/configs/char_lstm.py --workdir=runs/lstm \\
         --config.model.hidden_size=256
 
-Ends by printing a sample from the best checkpoint.
+Language-model runs end by printing a sample from the best checkpoint. Sequence-task configs
+(``experiments/configs/tasks/``, with ``config.task`` set) train a classifier, regressor, tagger or
+seq2seq model instead: ``--config=experiments/configs/tasks/reverse.py:gru_additive``.
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
+from seqjax.task_training import train_task
 from seqjax.text_generation import continue_text, load_run
 from seqjax.train import train_and_evaluate
 
@@ -19,14 +22,19 @@ flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.jsonl,
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def summary_line(record):
+    return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     with user_errors_as_messages("train"):
-        record = train_and_evaluate(config, workdir)
-        summary = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-        print(f"finished: {summary}")
+        if config.get("task", "language_modeling") != "language_modeling":
+            print(f"finished: {summary_line(train_task(config, workdir))}")
+            return
+        print(f"finished: {summary_line(train_and_evaluate(config, workdir))}")
         run = load_run(workdir)
         print(f"--- sample (best checkpoint, step {run.record['step']}) ---")
         print(continue_text(run, config.sample.prompt, config.sample.num_tokens,

@@ -35,5 +35,8 @@ def check_config(config):
     for key in ("optim.learning_rate", "optim.end_learning_rate", "optim.grad_clip"):
         if _get(config, key) < 0:
             raise ConfigError(f"config.{key} must be >= 0, got {_get(config, key)!r}")
+    if not 0.0 <= _get(config, "data.stream_reset_probability") <= 1.0:
+        raise ConfigError("config.data.stream_reset_probability must be in [0, 1], got "
+                          f"{config.data.stream_reset_probability!r}")
     if not 0.0 <= _get(config, "model.dropout") < 1.0:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout!r}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from tqdm import tqdm
@@ -66,12 +67,12 @@ def init_train_state(model, optimizer, config):
 
 
 def train_step(model, optimizer, seed, state, inputs, targets, reset):
-    """One update on ``inputs, targets [B, T]``; ``reset`` zeroes the carried state first.
+    """One update on ``inputs, targets [B, T]``; ``reset [B]`` zeroes those rows' carried state first.
 
     Returns ``(state, loss, finite)``; ``finite`` is False when the loss or the new params are
     not finite, and then the caller must not keep (or checkpoint) the new state.
     """
-    carry = jax.tree.map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), state.carry)
+    carry = jax.tree.map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), state.carry)
     dropout_key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
 
     def loss_fn(params):
@@ -96,13 +97,23 @@ def eval_step(model, params, carry, inputs, targets):
 
 
 def training_batch(config, tokens, step):
-    """``(inputs, targets, reset)`` for ``step``: a pure function of (seed, step)."""
+    """``(inputs, targets, reset [B])`` for ``step``: a pure function of (seed, step).
+
+    Stream batching carries each row's state into its next window; a row starts from zeros at
+    the start of every pass over the data and, with probability
+    ``data.stream_reset_probability``, at any window, so the model also learns to start from
+    a zero state anywhere in the text (as sampling from a prompt does).
+    """
     if config.data.batching == "stream":
-        return stream_windows(tokens, batch_size=config.batch_size, seq_len=config.seq_len, step=step)
+        inputs, targets, new_pass = stream_windows(
+            tokens, batch_size=config.batch_size, seq_len=config.seq_len, step=step
+        )
+        draws = np.random.default_rng([config.seed, step, 1]).random(config.batch_size)
+        return inputs, targets, new_pass | (draws < config.data.stream_reset_probability)
     inputs, targets = random_windows(
         tokens, batch_size=config.batch_size, seq_len=config.seq_len, seed=config.seed, step=step
     )
-    return inputs, targets, True
+    return inputs, targets, np.ones(config.batch_size, bool)
 
 
 def evaluate(config, model, params, val_tokens, eval_fn):
@@ -122,15 +133,16 @@ def evaluate(config, model, params, val_tokens, eval_fn):
     return total / count
 
 
-def check_run_identity(config, workdir):
-    """Write ``WORKDIR/config.json`` on the first run; on a rerun, insist the run's identity matches."""
+def check_run_identity(config, workdir, identity_keys=RUN_IDENTITY_KEYS):
+    """Write ``WORKDIR/config.json`` on the first run; on a rerun, insist the run's identity
+    (the config sections named by ``identity_keys``) matches."""
     path = Path(workdir) / "config.json"
     current = json.loads(config.to_json())
     if not path.exists():
         path.write_text(json.dumps(current, indent=2, sort_keys=True))
         return
     saved = json.loads(path.read_text())
-    for key in RUN_IDENTITY_KEYS:
+    for key in identity_keys:
         if saved.get(key) != current.get(key):
             raise CheckpointMismatchError(
                 f"workdir {workdir} holds a run with {key}={json.dumps(saved.get(key), sort_keys=True)}"
@@ -140,7 +152,8 @@ def check_run_identity(config, workdir):
     path.write_text(json.dumps(current, indent=2, sort_keys=True))  # e.g. a longer num_steps
 
 
-def _is_due(done, every, num_steps):
+def is_due(done, every, num_steps):
+    """Whether step ``done`` logs/evaluates/checkpoints: every ``every`` steps and at the end."""
     return done % every == 0 or done == num_steps
 
 
@@ -180,11 +193,11 @@ def train_and_evaluate(config, workdir):
             )
         progress.update(1)
         record = {}
-        if _is_due(done, config.log_every, config.num_steps):
+        if is_due(done, config.log_every, config.num_steps):
             record = {"step": done, "train_loss": loss, "train_bits": nats_to_bits(loss),
                       "learning_rate": float(schedule(step))}
             progress.set_postfix(loss=f"{loss:.3f}")
-        if _is_due(done, config.eval_every, config.num_steps):
+        if is_due(done, config.eval_every, config.num_steps):
             val_loss = evaluate(config, model, state.params, data.val_tokens, eval_fn)
             record.update(step=done, val_loss=val_loss, val_bits=nats_to_bits(val_loss))
             if val_loss < best_val_loss:
@@ -192,7 +205,7 @@ def train_and_evaluate(config, workdir):
                 checkpoints.save_best(done, state.params, {"step": done, "val_loss": val_loss})
         if record:
             metrics.write(record)
-        if _is_due(done, config.checkpoint_every, config.num_steps):
+        if is_due(done, config.checkpoint_every, config.num_steps):
             checkpoints.save_latest(done, state, {"step": done, "best_val_loss": best_val_loss})
     progress.close()
     metrics.close()

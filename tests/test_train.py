@@ -127,3 +127,20 @@ def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path, corpus):
     train_and_evaluate(config, tmp_path / "cut")
     # The first 4 steps ran with num_steps=4, so only the record layout is compared here.
     assert [r["step"] for r in read_metrics(tmp_path / "cut")] == list(range(1, 9))
+
+
+def test_stream_batches_reset_rows_at_new_passes_and_at_random(corpus):
+    from seqjax.train import training_batch
+
+    tokens = np.arange(2000, dtype=np.int32)
+    config = tiny_config(corpus, **{"data.stream_reset_probability": 0.0})
+    assert training_batch(config, tokens, 0)[2].all()  # a new pass over the data
+    assert not training_batch(config, tokens, 1)[2].any()
+    config.data.stream_reset_probability = 0.5
+    resets = np.stack([training_batch(config, tokens, step)[2] for step in range(1, 200)])
+    assert 0.4 < resets.mean() < 0.6
+    again = np.stack([training_batch(config, tokens, step)[2] for step in range(1, 200)])
+    np.testing.assert_array_equal(resets, again)  # a function of (seed, step)
+    first, second = training_batch(config, tokens, 1), training_batch(config, tokens, 2)
+    np.testing.assert_array_equal(first[0][:, 1:], first[1][:, :-1])
+    np.testing.assert_array_equal(second[0][:, 0], first[1][:, -1])  # windows continue

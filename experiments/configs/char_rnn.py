@@ -5,7 +5,7 @@ from experiments.configs.defaults import base_config
 
 def get_config():
     config = base_config()
-    config.num_steps = 5000
+    config.num_steps = 2000
     config.batch_size = 32
     config.seq_len = 128
     config.log_every = 50

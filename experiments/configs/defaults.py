@@ -20,6 +20,7 @@ def base_config():
     config.data.tokenizer = "char"  # char | word | bpe
     config.data.vocab_size = 1024  # word/bpe vocabulary size (char ignores it)
     config.data.batching = "stream"  # stream: contiguous windows, state carried | random: windows
+    config.data.stream_reset_probability = 0.1  # stream: chance a row's carried state is zeroed
 
     config.model = ml_collections.ConfigDict()
     config.model.kind = "lstm"  # elman | lstm | gru | transformer

@@ -1,0 +1,11 @@
+"""Sort a string of digits (sequence-to-sequence).
+
+Model preset after a colon (see experiments/configs/tasks/__init__.py), e.g.
+``--config=experiments/configs/tasks/sort.py:transformer``.
+"""
+
+from experiments.configs.tasks import task_config
+
+
+def get_config(preset="gru_additive"):
+    return task_config("sort", preset)

@@ -1,0 +1,247 @@
+"""Predictions from sequences: encoders and the many-to-one / many-to-many heads on them.
+
+An encoder maps ``inputs [B, T]`` (token ids) or ``[B, T, F]`` (values) and their
+``lengths [B]`` to ``(states [B, T, D], summary [B, D])``:
+
+- :class:`RecurrentEncoder` (Elman, LSTM or GRU; forward, backward or bidirectional): the
+  summary is the final carry's hidden state at each sequence's own last valid step (the
+  backward direction ends at step 0), so padding never changes it;
+- :class:`TransformerEncoder` (pre-LN blocks of unmasked-but-padding-masked self-attention
+  and an MLP): the summary pools the states over the valid steps.
+
+:class:`ManyToOne` puts a linear head on the summary (a classifier, or a regressor with one
+output), :class:`ManyToMany` on every state (a tagger). States past a sequence's length are
+padding: the recurrent ones are zero, and no valid step attends to them.
+"""
+
+import math
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from seqjax.attention import HeadsProjection, MergeHeadsProjection, multi_head_attention
+from seqjax.cells import get_cell
+from seqjax.models.transformer_lm import INIT_STD, MLP
+from seqjax.positional import LearnedPositionalEmbedding, sinusoidal_features
+from seqjax.recurrent_modules import Bidirectional, Recurrent
+
+DIRECTIONS = ("forward", "backward", "bidirectional")
+POOLINGS = ("mean", "max", "last")
+ENCODER_POSITIONALS = ("learned", "sinusoidal")
+
+
+class InputEmbedding(nn.Module):
+    """``tokens [B, T] -> [B, T, features]`` by a table, or values ``[B, T, F]`` by a Dense map
+    (``vocab_size=None``)."""
+
+    vocab_size: int | None
+    features: int
+    embedding_init: nn.initializers.Initializer = nn.linear.default_embed_init
+
+    @nn.compact
+    def __call__(self, inputs):
+        if self.vocab_size is None:
+            return nn.Dense(self.features, name="project")(inputs)
+        return nn.Embed(
+            self.vocab_size, self.features, embedding_init=self.embedding_init, name="embed"
+        )(inputs)
+
+
+class RecurrentEncoder(nn.Module):
+    """Embedding, then ``num_layers`` recurrent layers run over each sequence's valid prefix.
+
+    ``D = hidden_size`` (``2 * hidden_size`` bidirectional, forward half first). The summary
+    is ``h`` of the top layer's final carry (both directions' for bidirectional).
+    """
+
+    cell: str
+    hidden_size: int
+    vocab_size: int | None = None
+    embed_size: int = 32
+    num_layers: int = 1
+    direction: str = "forward"
+
+    @nn.compact
+    def __call__(self, inputs, lengths, *, deterministic=True):
+        output = get_cell(self.cell).output
+        states = InputEmbedding(self.vocab_size, self.embed_size, name="input")(inputs)
+        for index in range(self.num_layers):
+            if self.direction == "bidirectional":
+                (forward, backward), states = Bidirectional(
+                    self.cell, self.hidden_size, name=f"layer_{index}"
+                )(states, seq_lengths=lengths)
+                summary = jnp.concatenate([output(forward), output(backward)], axis=-1)
+            else:
+                carry, states = Recurrent(
+                    self.cell, self.hidden_size, reverse=self.direction == "backward",
+                    name=f"layer_{index}",
+                )(states, seq_lengths=lengths)
+                summary = output(carry)
+        return states, summary
+
+
+def key_padding_mask(lengths, num_steps):
+    """``[B, 1, 1, T]`` boolean: key ``t`` of example ``b`` may be attended iff ``t < lengths[b]``
+    (broadcasts against the ``[B, heads, T_q, T_k]`` scores)."""
+    return (jnp.arange(num_steps)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+class MultiHeadAttention(nn.Module):
+    """Queries from ``x [B, T_q, W]`` attend to ``memory [B, T_k, W]`` -> ``[B, T_q, W]``.
+
+    Self-attention when ``memory is x``; cross-attention (a decoder reading its encoder)
+    otherwise. ``mask`` is boolean, broadcastable to ``[B, heads, T_q, T_k]`` (``True`` = may
+    attend, e.g. :func:`key_padding_mask`); ``causal`` adds the causal mask. The math is
+    :func:`seqjax.attention.multi_head_attention`; this layer only adds the projections.
+    """
+
+    num_heads: int
+    causal: bool = False
+    dropout: float = 0.0
+    output_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+
+    @nn.compact
+    def __call__(self, x, memory, mask=None, *, deterministic=True):
+        q = HeadsProjection(self.num_heads, name="query")(x)
+        k = HeadsProjection(self.num_heads, name="key")(memory)
+        v = HeadsProjection(self.num_heads, name="value")(memory)
+        heads = multi_head_attention(q, k, v, causal=self.causal, mask=mask)
+        out = MergeHeadsProjection(kernel_init=self.output_init, name="output")(heads)
+        return nn.Dropout(self.dropout)(out, deterministic=deterministic)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN block: ``x + SelfAttention(LN(x))`` over the valid keys, then ``x + MLP(LN(x))``."""
+
+    num_heads: int
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    residual_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+
+    @nn.compact
+    def __call__(self, x, mask, *, deterministic=True):
+        normed = nn.LayerNorm(epsilon=1e-5, name="attention_norm")(x)
+        x = x + MultiHeadAttention(
+            self.num_heads, dropout=self.dropout, output_init=self.residual_init, name="attention"
+        )(normed, normed, mask, deterministic=deterministic)
+        normed = nn.LayerNorm(epsilon=1e-5, name="mlp_norm")(x)
+        mlp = MLP(self.mlp_ratio, self.dropout, output_init=self.residual_init, name="mlp")
+        return x + mlp(normed, deterministic=deterministic)
+
+
+class PositionalInput(nn.Module):
+    """Input embedding plus positions (``learned`` or ``sinusoidal``), then dropout: ``[B, T, W]``."""
+
+    vocab_size: int | None
+    width: int
+    max_length: int
+    positional: str = "learned"
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, inputs, *, deterministic=True):
+        normal = nn.initializers.normal(INIT_STD)
+        x = InputEmbedding(self.vocab_size, self.width, normal, name="input")(inputs)
+        positions = jnp.arange(x.shape[1])
+        if self.positional == "learned":
+            x = x + LearnedPositionalEmbedding(self.max_length, self.width, name="position")(positions)
+        else:
+            x = x + sinusoidal_features(positions, self.width).astype(x.dtype)
+        return nn.Dropout(self.dropout)(x, deterministic=deterministic)
+
+
+def pool(states, lengths, pooling="mean"):
+    """Pool ``states [B, T, D]`` over each sequence's valid steps -> ``[B, D]``: their
+    ``mean``, ``max``, or the ``last`` valid state."""
+    valid = (jnp.arange(states.shape[1])[None, :] < lengths[:, None])[..., None]
+    if pooling == "last":
+        return jnp.take_along_axis(states, (lengths - 1)[:, None, None], axis=1)[:, 0]
+    if pooling == "max":
+        return jnp.max(jnp.where(valid, states, -jnp.inf), axis=1)
+    total = jnp.sum(jnp.where(valid, states, 0.0), axis=1)
+    return total / jnp.maximum(lengths, 1)[:, None].astype(states.dtype)
+
+
+class TransformerEncoder(nn.Module):
+    """Bidirectional Transformer encoder (Vaswani et al. 2017, pre-LN): ``D = width``.
+
+    Padding is masked out of every attention, so the states of the valid steps do not depend
+    on it; the summary is :func:`pool` of the final-LayerNorm states.
+    """
+
+    width: int
+    num_layers: int
+    num_heads: int
+    max_length: int
+    vocab_size: int | None = None
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    positional: str = "learned"
+    pooling: str = "mean"
+
+    @nn.compact
+    def __call__(self, inputs, lengths, *, deterministic=True):
+        x = PositionalInput(
+            self.vocab_size, self.width, self.max_length, self.positional, self.dropout,
+            name="embedding",
+        )(inputs, deterministic=deterministic)
+        mask = key_padding_mask(lengths, x.shape[1])
+        residual_init = nn.initializers.normal(INIT_STD / math.sqrt(2 * self.num_layers))
+        for index in range(self.num_layers):
+            x = EncoderBlock(
+                self.num_heads, self.mlp_ratio, self.dropout, residual_init, name=f"block_{index}"
+            )(x, mask, deterministic=deterministic)
+        states = nn.LayerNorm(epsilon=1e-5, name="final_norm")(x)
+        return states, pool(states, lengths, self.pooling)
+
+
+class ManyToOne(nn.Module):
+    """``(inputs, lengths) -> [B, output_size]``: a linear head on the encoder's summary."""
+
+    encoder: nn.Module
+    output_size: int
+
+    @nn.compact
+    def __call__(self, inputs, lengths, *, deterministic=True):
+        _, summary = self.encoder(inputs, lengths, deterministic=deterministic)
+        return nn.Dense(self.output_size, name="head")(summary)
+
+
+class ManyToMany(nn.Module):
+    """``(inputs, lengths) -> [B, T, output_size]``: a linear head on every encoder state."""
+
+    encoder: nn.Module
+    output_size: int
+
+    @nn.compact
+    def __call__(self, inputs, lengths, *, deterministic=True):
+        states, _ = self.encoder(inputs, lengths, deterministic=deterministic)
+        return nn.Dense(self.output_size, name="head")(states)
+
+
+def encoder_from_config(model_config, vocab_size, max_length):
+    """The encoder of ``model_config.kind`` (``elman | lstm | gru | transformer``).
+
+    ``vocab_size=None`` for real-valued inputs; ``max_length`` sizes learned positions.
+    """
+    if model_config.kind == "transformer":
+        return TransformerEncoder(
+            width=model_config.hidden_size, num_layers=model_config.num_layers,
+            num_heads=model_config.num_heads, max_length=max_length, vocab_size=vocab_size,
+            mlp_ratio=model_config.mlp_ratio, dropout=model_config.dropout,
+            positional=model_config.positional, pooling=model_config.pooling,
+        )
+    return RecurrentEncoder(
+        cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=vocab_size,
+        embed_size=model_config.embed_size, num_layers=model_config.num_layers,
+        direction=model_config.direction,
+    )
+
+
+def sequence_model_from_config(model_config, task):
+    """A :class:`ManyToOne` (classification, regression) or :class:`ManyToMany` (tagging) model
+    for ``task`` (a :class:`seqjax.tasks.Task`) with the encoder of ``model_config``."""
+    vocab_size = len(task.input_vocabulary) if task.input_vocabulary is not None else None
+    encoder = encoder_from_config(model_config, vocab_size, task.max_input_length)
+    head = ManyToMany if task.kind == "tagging" else ManyToOne
+    return head(encoder=encoder, output_size=task.num_outputs)

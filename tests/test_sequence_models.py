@@ -1,0 +1,286 @@
+"""Sequence heads and encoder-decoders: padding invariance, NumPy references for the encoders'
+summaries and the attention weights, teacher forcing vs step-by-step decoding, and decoding
+through seqjax.generation."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from seqjax.cells import get_cell
+from seqjax.models.seq2seq import (
+    RecurrentSeq2Seq, additive_attention_weights, beam_decode, dot_attention_weights,
+    greedy_decode, seq2seq_from_config, teacher_forcing_inputs,
+)
+from seqjax.models.sequence_heads import (
+    ManyToMany, ManyToOne, MultiHeadAttention, RecurrentEncoder, TransformerEncoder,
+    key_padding_mask, pool, sequence_model_from_config,
+)
+from seqjax.tasks import get_task
+from seqjax.tasks.vocabulary import BOS, EOS
+
+VOCAB, HIDDEN, MAX_LENGTH = 7, 8, 10
+
+
+def init(model, *args):
+    """``model.init`` under ``jit``: one compile is much faster than eager op-by-op tracing."""
+    return jax.jit(model.init)(jax.random.PRNGKey(0), *args)
+
+
+_JITTED = {}
+
+
+def apply(model, variables, *args, method="__call__", **static_kwargs):
+    """``model.apply`` under ``jit``, compiled once per model, method and static arguments."""
+    key = (id(model), method, tuple(sorted(static_kwargs.items())))
+    if key not in _JITTED:
+        _JITTED[key] = (model, jax.jit(functools.partial(model.apply, method=method, **static_kwargs)))
+    return _JITTED[key][1](variables, *args)
+
+
+def init_decode_state(model, variables, batch, max_length):
+    return apply(model, variables, batch.inputs, batch.input_lengths,
+                 method="init_decode_state", max_length=max_length)
+
+
+def model_config(kind, **overrides):
+    fields = dict(kind=kind, hidden_size=HIDDEN, embed_size=6, num_layers=1, direction="forward",
+                  attention="none", num_heads=2, mlp_ratio=2, positional="learned",
+                  pooling="mean", dropout=0.0)
+    return ml_collections.ConfigDict({**fields, **overrides})
+
+
+ENCODERS = {
+    "elman_forward": lambda: RecurrentEncoder("elman", HIDDEN, VOCAB, 6),
+    "lstm_backward": lambda: RecurrentEncoder("lstm", HIDDEN, VOCAB, 6, direction="backward"),
+    "gru_bidirectional_2_layers": lambda: RecurrentEncoder(
+        "gru", HIDDEN, VOCAB, 6, num_layers=2, direction="bidirectional"
+    ),
+    "transformer_mean": lambda: TransformerEncoder(HIDDEN, 2, 2, MAX_LENGTH, VOCAB),
+    "transformer_last_sinusoidal": lambda: TransformerEncoder(
+        HIDDEN, 1, 2, MAX_LENGTH, VOCAB, positional="sinusoidal", pooling="last"
+    ),
+}
+
+
+def padded_batches(seed=0):
+    """The same 3 sequences padded two ways: alone to their own maximum length with zeros, and
+    to ``MAX_LENGTH`` with random junk ids, next to a longer companion. ``(short, long)``."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array([3, 5, 1], np.int32)
+    tokens = rng.integers(1, VOCAB, (3, 5))
+    short = np.where(np.arange(5)[None, :] < lengths[:, None], tokens, 0).astype(np.int32)
+    junk = rng.integers(1, VOCAB, (4, MAX_LENGTH)).astype(np.int32)
+    long = junk.copy()
+    long[:3, :5] = np.where(np.arange(5)[None, :] < lengths[:, None], tokens, junk[:3, :5])
+    return (short, lengths), (long, np.append(lengths, MAX_LENGTH).astype(np.int32))
+
+
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+def test_many_to_one_prediction_ignores_padding(encoder):
+    model = ManyToOne(ENCODERS[encoder](), output_size=3)
+    (short, short_lengths), (long, long_lengths) = padded_batches()
+    variables = init(model, long, long_lengths)
+    alone = apply(model, variables, short, short_lengths)
+    batched = apply(model, variables, long, long_lengths)[:3]
+    np.testing.assert_allclose(alone, batched, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(alone[0], alone[1])  # the predictions do depend on the input
+
+
+@pytest.mark.parametrize("encoder", ["lstm_backward", "transformer_mean"])
+def test_many_to_many_predictions_ignore_padding(encoder):
+    model = ManyToMany(ENCODERS[encoder](), output_size=3)
+    (short, short_lengths), (long, long_lengths) = padded_batches(1)
+    variables = init(model, long, long_lengths)
+    alone = apply(model, variables, short, short_lengths)
+    batched = apply(model, variables, long, long_lengths)
+    for row, length in enumerate(short_lengths):
+        np.testing.assert_allclose(alone[row, :length], batched[row, :length], rtol=1e-5, atol=1e-6)
+
+
+def python_loop_final_hidden(cell_name, params, xs, length, reverse=False):
+    """The hidden state after running the pure cell over the valid steps, one at a time."""
+    cell = get_cell(cell_name)
+    carry = cell.initial_carry(params)
+    steps = range(length - 1, -1, -1) if reverse else range(length)
+    for t in steps:
+        carry, _ = cell.step(params, carry, xs[t])
+    return np.asarray(cell.output(carry))
+
+
+@pytest.mark.parametrize("cell_name, direction", [
+    ("gru", "forward"), ("lstm", "backward"), ("elman", "bidirectional"),
+])
+def test_recurrent_summary_is_the_state_at_the_last_valid_step(cell_name, direction):
+    encoder = RecurrentEncoder(cell_name, HIDDEN, VOCAB, 6, direction=direction)
+    (_, _), (tokens, lengths) = padded_batches(2)
+    variables = init(encoder, tokens, lengths)
+    _, summary = apply(encoder, variables, tokens, lengths)
+    params = variables["params"]
+    embedded = np.asarray(params["input"]["embed"]["embedding"])[tokens]
+    layer = params["layer_0"]
+    for row, length in enumerate(lengths):
+        if direction == "bidirectional":
+            expected = np.concatenate([
+                python_loop_final_hidden(cell_name, layer["forward"]["cell"], embedded[row], length),
+                python_loop_final_hidden(cell_name, layer["backward"]["cell"], embedded[row], length,
+                                         reverse=True),
+            ])
+        else:
+            expected = python_loop_final_hidden(cell_name, layer["cell"], embedded[row], length,
+                                                reverse=direction == "backward")
+        np.testing.assert_allclose(summary[row], expected, rtol=1e-5, atol=1e-6)
+
+
+def numpy_softmax(scores):
+    scores = scores - scores.max(-1, keepdims=True)
+    return np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+
+
+def test_multi_head_attention_against_numpy(rng):
+    x = rng.normal(size=(2, 3, 8)).astype(np.float32)
+    memory = rng.normal(size=(2, 5, 8)).astype(np.float32)
+    lengths = np.array([5, 2])
+    layer = MultiHeadAttention(num_heads=2)
+    mask = key_padding_mask(jnp.asarray(lengths), 5)
+    variables = layer.init(jax.random.PRNGKey(0), x, memory, mask)
+    out = layer.apply(variables, x, memory, mask)
+    p = jax.tree.map(np.asarray, variables["params"])
+    project = lambda name, inputs: np.einsum("btw,wnh->bnth", inputs, p[name]["kernel"]) + \
+        p[name]["bias"].reshape(1, 2, 1, 4)  # [heads, head_dim], stored flat
+    q, k, v = project("query", x), project("key", memory), project("value", memory)
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(4)
+    scores = np.where(np.arange(5)[None, None, None, :] < lengths[:, None, None, None], scores, -1e30)
+    heads = numpy_softmax(scores) @ v  # [B, N, T, H]
+    expected = np.einsum("bnth,nhw->btw", heads, p["output"]["kernel"]) + p["output"]["bias"]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_additive_and_dot_attention_weights_against_numpy(rng):
+    query = rng.normal(size=(2, 4)).astype(np.float32)
+    keys = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    score_vector = rng.normal(size=4).astype(np.float32)
+    mask = np.arange(6)[None, :] < np.array([[6], [3]])
+    additive = numpy_softmax(np.where(mask, np.tanh(query[:, None] + keys) @ score_vector, -1e30))
+    dot = numpy_softmax(np.where(mask, np.einsum("ba,bsa->bs", query, keys) / 2.0, -1e30))
+    np.testing.assert_allclose(
+        additive_attention_weights(query, keys, score_vector, mask), additive, rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(dot_attention_weights(query, keys, mask), dot, rtol=1e-5, atol=1e-7)
+    assert not np.asarray(dot_attention_weights(query, keys, mask))[1, 3:].any()
+
+
+def test_pool_against_numpy(rng):
+    states = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    lengths = np.array([4, 2])
+    for pooling, reference in [("mean", np.mean), ("max", np.max)]:
+        expected = np.stack([reference(states[b, :n], axis=0) for b, n in enumerate(lengths)])
+        np.testing.assert_allclose(pool(states, lengths, pooling), expected, rtol=1e-6)
+    np.testing.assert_allclose(pool(states, lengths, "last"), states[[0, 1], lengths - 1])
+
+
+def test_heads_from_config_have_the_task_shapes():
+    cases = [("parity", "gru", (4, 2)), ("sequence_sum", "transformer", (4, 1)),
+             ("seen_before", "transformer", (4, 24, 2))]
+    for name, kind, expected in cases:
+        task = get_task(name)
+        batch = task.training_batch(0, 0, 4)
+        model = sequence_model_from_config(model_config(kind), task)
+        variables = init(model, batch.inputs, batch.input_lengths)
+        assert apply(model, variables, batch.inputs, batch.input_lengths).shape == expected
+
+
+SEQ2SEQ = {
+    "gru_none": model_config("gru"),
+    "lstm_additive": model_config("lstm", attention="additive"),
+    "elman_dot_bidirectional": model_config("elman", attention="dot", direction="bidirectional"),
+    "transformer": model_config("transformer"),
+}
+
+
+@functools.cache
+def seq2seq_model(name):
+    task = get_task("reverse", max_length=6)
+    model = seq2seq_from_config(SEQ2SEQ[name], task)
+    batch = task.training_batch(0, 0, 3)
+    decoder_inputs = teacher_forcing_inputs(jnp.asarray(batch.targets))
+    variables = init(model, batch.inputs, batch.input_lengths, decoder_inputs)
+    return task, model, variables, batch, decoder_inputs
+
+
+def test_teacher_forcing_inputs_shift_right_behind_bos():
+    targets = jnp.array([[5, 6, EOS], [7, EOS, 0]])
+    np.testing.assert_array_equal(teacher_forcing_inputs(targets), [[BOS, 5, 6], [BOS, 7, EOS]])
+
+
+@pytest.mark.parametrize("name", list(SEQ2SEQ))
+def test_teacher_forced_logits_equal_step_by_step_decoding(name):
+    _, model, variables, batch, decoder_inputs = seq2seq_model(name)
+    logits = apply(model, variables, batch.inputs, batch.input_lengths, decoder_inputs)
+    state = init_decode_state(model, variables, batch, decoder_inputs.shape[1] + 1)
+    for t in range(decoder_inputs.shape[1]):
+        step_logits, state = apply(model, variables, state, decoder_inputs[:, t], method="decode_step")
+        np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(SEQ2SEQ))
+def test_seq2seq_logits_ignore_source_padding(name):
+    task, model, variables, batch, decoder_inputs = seq2seq_model(name)
+    logits = apply(model, variables, batch.inputs, batch.input_lengths, decoder_inputs)
+    junk = np.where(batch.inputs == 0, 3, batch.inputs)  # padding ids replaced by a real symbol
+    wider = np.concatenate([junk, np.full((3, 2), 4, np.int32)], axis=1)
+    if name == "transformer":  # learned positions: the width must stay within max_length
+        wider = junk
+    wider_logits = apply(model, variables, wider, batch.input_lengths, decoder_inputs)
+    np.testing.assert_allclose(logits, wider_logits, rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_decoder_is_causal():
+    _, model, variables, batch, decoder_inputs = seq2seq_model("transformer")
+    changed = decoder_inputs.at[:, 3].set((decoder_inputs[:, 3] + 1) % 5 + 3)
+    before = apply(model, variables, batch.inputs, batch.input_lengths, decoder_inputs)
+    after = apply(model, variables, batch.inputs, batch.input_lengths, changed)
+    np.testing.assert_allclose(before[:, :3], after[:, :3], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(before[:, 3:], after[:, 3:])
+
+
+def python_greedy(model, variables, batch, num_tokens):
+    state = init_decode_state(model, variables, batch, num_tokens + 1)
+    token, tokens = jnp.full((batch.inputs.shape[0],), BOS, jnp.int32), []
+    for _ in range(num_tokens):
+        logits, state = apply(model, variables, state, token, method="decode_step")
+        token = jnp.argmax(logits, -1).astype(jnp.int32)
+        tokens.append(np.asarray(token))
+    return np.stack(tokens, axis=1)
+
+
+@pytest.mark.parametrize("name", ["lstm_additive", "transformer"])
+def test_greedy_and_beam_decoding_through_the_generation_api(name):
+    task, model, variables, batch, _ = seq2seq_model(name)
+    num_tokens, source = task.max_target_length, (batch.inputs, batch.input_lengths)
+    greedy = jax.jit(functools.partial(greedy_decode, model, num_tokens=num_tokens))(variables, *source)
+    np.testing.assert_array_equal(greedy, python_greedy(model, variables, batch, num_tokens))
+    # Width-1 beam search is greedy decoding until EOS, then it repeats EOS.
+    beam_fn = lambda beam_size: jax.jit(functools.partial(
+        beam_decode, model, num_tokens=num_tokens, beam_size=beam_size))(variables, *source)
+    beam = np.asarray(beam_fn(1))
+    for greedy_row, beam_row in zip(np.asarray(greedy), beam):
+        ends = np.flatnonzero(greedy_row == EOS)
+        stop = ends[0] + 1 if len(ends) else num_tokens
+        np.testing.assert_array_equal(beam_row[:stop], greedy_row[:stop])
+        assert np.all(beam_row[stop:] == EOS)
+    assert beam_fn(3).shape == (3, num_tokens)
+
+
+def test_rnn_decoder_without_attention_reads_only_the_summary():
+    # Cho et al.: without attention, the encoder states reach the decoder only through c.
+    _, model, variables, batch, decoder_inputs = seq2seq_model("gru_none")
+    assert isinstance(model, RecurrentSeq2Seq) and "memory_keys" not in variables["params"]
+    state = init_decode_state(model, variables, batch, 1)
+    state["memory"]["values"] = jnp.zeros_like(state["memory"]["values"])
+    logits, _ = apply(model, variables, state, decoder_inputs[:, 0], method="decode_step")
+    expected = apply(model, variables, batch.inputs, batch.input_lengths, decoder_inputs)[:, 0]
+    np.testing.assert_allclose(logits, expected, rtol=1e-6)
