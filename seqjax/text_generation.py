@@ -67,7 +67,7 @@ def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p
     try:  # a Transformer's context window bounds prompt + continuation
         run.model.init_decode_state(1, ids.shape[1] + num_tokens)
     except ValueError as error:
-        raise PromptError(f"{error}; shorten the prompt or lower --num_tokens") from None
+        raise PromptError(str(error)) from None
     tokens = _continue_tokens(
         run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
         temperature=float(temperature), top_k=top_k, top_p=top_p,

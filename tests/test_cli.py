@@ -109,7 +109,7 @@ def test_workdir_of_a_different_model(trained_run):
 
 
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
-    config = write_config(tmp_path, write_corpus(tmp_path), num_steps=300, checkpoint_every=50)
+    config = write_config(tmp_path, write_corpus(tmp_path), num_steps=160, checkpoint_every=40)
     run_cli("experiments.train", f"--config={config}", f"--workdir={tmp_path / 'straight'}", check_ok=True)
 
     workdir = tmp_path / "killed"
@@ -120,13 +120,13 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
         records = read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
-        if records and records[-1]["step"] >= 120:
+        if records and records[-1]["step"] >= 60:
             break
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert read_metrics(workdir)[-1]["step"] < 300
+    assert read_metrics(workdir)[-1]["step"] < 160
 
     run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
     assert read_metrics(workdir) == read_metrics(tmp_path / "straight")

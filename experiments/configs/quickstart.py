@@ -5,13 +5,13 @@ from experiments.configs.defaults import base_config
 
 def get_config():
     config = base_config()
-    config.num_steps = 600
+    config.num_steps = 1500
     config.batch_size = 32
     config.seq_len = 64
     config.log_every = 25
-    config.eval_every = 200
+    config.eval_every = 500
     config.eval_batches = 20
-    config.checkpoint_every = 200
+    config.checkpoint_every = 500
     config.data.corpus = "python_stdlib"
     config.model.kind = "lstm"
     config.model.embed_size = 32

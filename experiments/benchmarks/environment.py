@@ -1,0 +1,101 @@
+"""What a benchmark ran on: device, library versions, flags and machine load.
+
+Recorded next to every figure so that numbers from different machines, library versions
+or ``XLA_FLAGS`` are never compared by accident.
+"""
+
+import ctypes
+import ctypes.util
+import importlib.metadata
+import os
+import platform
+import time
+
+import jax
+
+_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
+
+
+def library_versions():
+    """``{name: version}`` for the libraries a benchmark may use (None when missing)."""
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def load_average():
+    """1-, 5- and 15-minute load averages, or None where the OS has none."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+
+
+def keep_freed_memory():
+    """Make glibc's malloc reuse freed memory instead of returning it to the OS.
+
+    XLA:CPU allocates its large temporaries afresh on every call; by default glibc serves
+    big blocks (and any block from a worker thread's arena) with ``mmap`` and gives them back
+    on free, so every training step page-faults its buffers in again (measured: ~24,000 faults,
+    tens of ms per LSTM step). One malloc arena, a high mmap threshold and no trimming keep
+    the pages mapped. Affects every library in the process alike; call before JAX or PyTorch
+    start their threads. Returns whether the settings were accepted (False off glibc).
+    """
+    name = ctypes.util.find_library("c")
+    if platform.system() != "Linux" or not name:
+        return False
+    libc = ctypes.CDLL(name)
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 2**31 - 1))
+    return all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
+
+
+def cpu_busy_fraction(interval_s=0.5):
+    """Fraction of all CPU time spent busy over the next ``interval_s`` (None off Linux)."""
+    def read():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
+
+    try:
+        total_0, idle_0 = read()
+        time.sleep(interval_s)
+        total_1, idle_1 = read()
+    except OSError:
+        return None
+    return 1.0 - (idle_1 - idle_0) / max(total_1 - total_0, 1)
+
+
+def wait_for_idle_cpu(max_busy=0.1, timeout_s=120.0):
+    """Block until other processes leave the CPUs idle (busy <= ``max_busy``) or ``timeout_s``.
+
+    Called between timing rounds on a shared machine (we are idle then, so what is busy is
+    someone else). Returns the last busy fraction seen.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        busy = cpu_busy_fraction()
+        if busy is None or busy <= max_busy or time.monotonic() > deadline:
+            return busy
+
+
+def describe_environment():
+    """JSON-ready description of the device, software and load."""
+    device = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "versions": library_versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_average": load_average(),
+    }

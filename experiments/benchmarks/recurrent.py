@@ -1,0 +1,180 @@
+"""Recurrent-model throughput: seqjax against Flax and PyTorch, side by side.
+
+Usage (one command; the same on CPU, GPU and TPU)::
+
+    python -m experiments.benchmarks.recurrent                 # full run, ~minutes on CPU
+    python -m experiments.benchmarks.recurrent --quick         # tiny smoke run, seconds
+    python -m experiments.benchmarks.recurrent --cells lstm --shapes 32x128x64x256 --modes train
+
+For every cell and shape the contenders (see :mod:`recurrent_contenders`) are timed in the
+same process, alternating (see :mod:`timing`): first call (compilation) reported apart,
+warm-up, then the median of ``--repeats`` rounds. Prints a markdown table and writes every
+figure, the device and the library versions to ``--out`` (JSON). A ratio is
+``peer time / seqjax time``: above 1.0 seqjax is faster.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from experiments.benchmarks import recurrent_contenders as contenders
+from experiments.benchmarks.environment import (
+    describe_environment, keep_freed_memory, wait_for_idle_cpu,
+)
+from experiments.benchmarks.timing import measure_alternating
+
+CELLS = ("elman", "lstm", "gru")
+MODES = ("train", "forward")
+PEERS = ("flax", "torch", "scan")
+DEFAULT_SHAPES = "32x128x64x256,32x128x64x1024"
+QUICK_SHAPES = "2x8x4x8"
+DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "recurrent.json")
+
+
+def parse_shape(text, vocab):
+    """``"BxTxIxH"`` -> :class:`Shape`."""
+    try:
+        batch, length, input_size, hidden_size = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"shape {text!r} is not BxTxIxH, e.g. 32x128x64x256") from None
+    return contenders.Shape(batch, length, input_size, hidden_size, vocab)
+
+
+def parse_choices(text, allowed, what):
+    chosen = [item for item in text.split(",") if item]
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}: choose from {', '.join(allowed)}")
+    return chosen
+
+
+def available_peers(peers):
+    """The requested peers that can run here, and a note for each one skipped."""
+    runnable, skipped = [], {}
+    for peer in peers:
+        if peer == "torch":
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                skipped[peer] = "torch is not installed"
+                continue
+            if contenders.torch_device() is None:
+                skipped[peer] = "no PyTorch device matches this JAX backend"
+                continue
+        runnable.append(peer)
+    return runnable, skipped
+
+
+def build(peer, cell, shape, data, unroll_steps):
+    if peer == "seqjax":
+        return contenders.seqjax_fused(cell, shape, data, unroll_steps=unroll_steps)
+    if peer == "scan":
+        return contenders.seqjax_scan(cell, shape, data, unroll_steps=unroll_steps)
+    if peer == "flax":
+        return contenders.flax_linen(cell, shape, data)
+    return contenders.torch_native(cell, shape, data)
+
+
+def benchmark_one(cell, shape, modes, peers, args):
+    """Rows (one per mode) for one cell and shape, every contender timed alternately."""
+    data = contenders.random_batch(shape)
+    built = {peer: build(peer, cell, shape, data, args.unroll) for peer in ["seqjax", *peers]}
+    rows = []
+    for mode in modes:
+        busy_before_rounds = []
+        before_round = None
+        if args.idle_gate is not None:
+            before_round = lambda: busy_before_rounds.append(wait_for_idle_cpu(args.idle_gate))
+        timings = measure_alternating([b[mode] for b in built.values()], repeats=args.repeats,
+                                      warmup=args.warmup, before_round=before_round)
+        results = {}
+        for name, timing in timings.items():
+            results[name] = {**timing.summary(), "tokens_per_s": shape.tokens / timing.median_s}
+        seqjax_s = timings["seqjax"].median_s
+        rows.append({
+            "cell": cell, "mode": mode, "shape": shape.__dict__, "tokens_per_step": shape.tokens,
+            "results": results,
+            "ratios": {peer: timings[peer].median_s / seqjax_s for peer in peers},
+            "cpu_busy_before_rounds": busy_before_rounds,
+        })
+        print(f"  {cell} {shape.label()} {mode}: " + ", ".join(
+            f"{name} {timing.median_s * 1e3:.1f} ms" for name, timing in timings.items()
+        ), file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown_table(rows, peers):
+    """Milliseconds per step (median), seqjax tokens/s, and ratios peer/seqjax."""
+    header = ["cell", "H", "mode", "seqjax ms", *(f"{p} ms" for p in peers),
+              "seqjax tok/s", *(f"vs {p}" for p in peers)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        results = row["results"]
+        cells = [row["cell"], str(row["shape"]["hidden_size"]), row["mode"],
+                 f"{results['seqjax']['median_s'] * 1e3:.1f}",
+                 *(f"{results[p]['median_s'] * 1e3:.1f}" for p in peers),
+                 f"{results['seqjax']['tokens_per_s']:,.0f}",
+                 *(f"{row['ratios'][p]:.2f}" for p in peers)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated: elman,lstm,gru")
+    parser.add_argument("--shapes", default=None, help=f"comma-separated BxTxIxH (default {DEFAULT_SHAPES})")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: train,forward")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated: flax,torch,scan")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 10; quick 2)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed calls after the first (default 2)")
+    parser.add_argument("--unroll", type=int, default=1, help="lax.scan unroll of the seqjax/scan contenders")
+    parser.add_argument("--vocab", type=int, default=65)
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: shape {QUICK_SHAPES}, 2 repeats")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
+    parser.add_argument("--idle-gate", type=float, default=None, metavar="BUSY",
+                        help="on a shared machine: before each timed round, wait (up to 2 min) until "
+                             "the CPUs are at most this busy, e.g. 0.1")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as is (default: keep freed memory mapped, for every peer)")
+    args = parser.parse_args(argv)
+    args.shapes = args.shapes or (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
+    args.repeats = args.repeats or (2 if args.quick else 10)
+    args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 2)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    malloc_tuned = False if args.default_malloc else keep_freed_memory()
+    cells = parse_choices(args.cells, CELLS, "cells")
+    modes = parse_choices(args.modes, MODES, "modes")
+    peers, skipped = available_peers(parse_choices(args.peers, PEERS, "peers"))
+    shapes = [parse_shape(text, args.vocab) for text in args.shapes.split(",") if text]
+    environment = describe_environment()
+    print(f"# {environment['backend']} ({environment['device_kind']}), load {environment['load_average']}",
+          file=sys.stderr)
+    for peer, why in skipped.items():
+        print(f"# skipping {peer}: {why}", file=sys.stderr)
+    rows = []
+    for shape in shapes:
+        for cell in cells:
+            rows += benchmark_one(cell, shape, modes, peers, args)
+    environment["load_average_after"] = describe_environment()["load_average"]
+    report = {
+        "benchmark": "recurrent", "environment": environment, "skipped_peers": skipped,
+        "settings": {"repeats": args.repeats, "warmup": args.warmup, "unroll": args.unroll,
+                     "peers": peers, "quick": args.quick, "malloc_keeps_freed_memory": malloc_tuned,
+                     "idle_gate": args.idle_gate},
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(markdown_table(rows, peers))
+    print(f"\nwrote {args.out}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

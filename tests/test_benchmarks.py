@@ -1,0 +1,58 @@
+"""The benchmark harness: alternating timing, and a tiny end-to-end run of the recurrent benchmark."""
+
+import json
+
+import pytest
+
+from experiments.benchmarks import recurrent
+from experiments.benchmarks.timing import Candidate, measure_alternating
+
+
+def test_measure_alternating_rotates_order_and_keeps_first_call_apart():
+    calls = []
+    candidates = [Candidate(name, lambda name=name: calls.append(name), sync=lambda _: None) for name in "abc"]
+    timings = measure_alternating(candidates, repeats=3, warmup=1)
+    # first calls, one warm-up round, then rounds starting at a, b, c in turn
+    assert calls == list("abc") + list("abc") + list("abc") + list("bca") + list("cab")
+    assert list(timings) == ["a", "b", "c"]
+    for timing in timings.values():
+        assert len(timing.samples) == 3
+        summary = timing.summary()
+        assert summary["q1_s"] <= summary["median_s"] <= summary["q3_s"]
+        assert summary["first_call_s"] >= 0
+
+
+def test_measure_alternating_rejects_bad_arguments():
+    run = Candidate("a", lambda: None, sync=lambda _: None)
+    with pytest.raises(ValueError, match="repeats"):
+        measure_alternating([run], repeats=0)
+    with pytest.raises(ValueError, match="unique"):
+        measure_alternating([run, run], repeats=1)
+
+
+def test_quick_recurrent_benchmark_writes_every_figure(tmp_path, capsys):
+    out = tmp_path / "recurrent.json"
+    recurrent.main(["--quick", "--cells", "lstm", "--shapes", "2x3x4x5", "--peers", "flax,torch",
+                    "--repeats", "1", "--default-malloc", "--out", str(out)])
+    report = json.loads(out.read_text())
+    environment = report["environment"]
+    assert environment["backend"] and environment["versions"]["jax"] and environment["versions"]["flax"]
+    assert "load_average" in environment and "xla_flags" in environment
+    peers = report["settings"]["peers"]
+    assert "flax" in peers
+    rows = report["rows"]
+    assert [row["mode"] for row in rows] == ["train", "forward"]
+    for row in rows:
+        assert row["cell"] == "lstm" and row["shape"]["hidden_size"] == 5 and row["tokens_per_step"] == 6
+        assert set(row["results"]) == {"seqjax", *peers}
+        for figures in row["results"].values():
+            assert figures["median_s"] > 0 and figures["tokens_per_s"] > 0
+            assert figures["first_call_s"] > 0 and len(figures["samples_s"]) == 1
+        assert set(row["ratios"]) == set(peers)
+    table = capsys.readouterr().out
+    assert "| lstm | 5 | train |" in table and "vs flax" in table
+
+
+def test_bad_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="BxTxIxH"):
+        recurrent.parse_shape("32x128", vocab=65)
