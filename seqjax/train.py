@@ -25,7 +25,7 @@ from seqjax.data import num_stream_windows, random_windows, stream_windows
 from seqjax.errors import CheckpointMismatchError, TrainingDivergedError
 from seqjax.language_data import prepare_language_data
 from seqjax.losses import mean_cross_entropy, nats_to_bits, token_cross_entropy
-from seqjax.metrics_log import MetricsLog
+from seqjax.metrics_log import MetricsLog, read_metrics
 from seqjax.models import build_model
 
 # Config sections a resumed run must share with the run that wrote the workdir.
@@ -209,4 +209,4 @@ def train_and_evaluate(config, workdir):
             checkpoints.save_latest(done, state, {"step": done, "best_val_loss": best_val_loss})
     progress.close()
     metrics.close()
-    return record
+    return record or (read_metrics(workdir) or [{}])[-1]  # a finished run: its last record

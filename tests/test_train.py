@@ -69,7 +69,7 @@ def test_rerunning_a_finished_run_changes_nothing_and_longer_runs_continue(tmp_p
     config = tiny_config(corpus, "gru")
     train_and_evaluate(config, tmp_path / "run")
     before = read_metrics(tmp_path / "run")
-    train_and_evaluate(config, tmp_path / "run")
+    assert train_and_evaluate(config, tmp_path / "run") == before[-1]
     assert read_metrics(tmp_path / "run") == before
     config.num_steps = 16
     train_and_evaluate(config, tmp_path / "run")
