@@ -129,6 +129,7 @@ def test_jit_and_padding_does_not_leak():
     [
         (lambda p, x, c: ("rnn", p, x, c), "unknown cell"),
         (lambda p, x, c: ("lstm", p, x[0], c), r"batch-major \[B, T, I\]"),
+        (lambda p, x, c: ("lstm", p, x[:, :0], c), "no time steps"),
         (lambda p, x, c: ("lstm", p, x[..., :2], c), "do not fit a lstm cell"),
         (lambda p, x, c: ("lstm", p, x, (c[0][:2], c[1][:2])), "carry leaves"),
     ],

@@ -5,6 +5,8 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.recurrent                 # full run, ~minutes on CPU
     python -m experiments.benchmarks.recurrent --quick         # tiny smoke run, seconds
     python -m experiments.benchmarks.recurrent --cells lstm --shapes 32x128x64x256 --modes train
+    python -m experiments.benchmarks.recurrent --idle-gate 0.1     # on a shared machine
+    python -m experiments.benchmarks.recurrent --data-parallel     # JAX over one device per core
 
 For every cell and shape the contenders (see :mod:`recurrent_contenders`) are timed in the
 same process, alternating (see :mod:`timing`): first call (compilation) reported apart,
@@ -17,6 +19,8 @@ import argparse
 import json
 import os
 import sys
+
+import jax
 
 from experiments.benchmarks import recurrent_contenders as contenders
 from experiments.benchmarks.environment import (
@@ -66,20 +70,22 @@ def available_peers(peers):
     return runnable, skipped
 
 
-def build(peer, cell, shape, data, unroll_steps):
+def build(peer, cell, shape, data, args):
+    """``{"train": Candidate, "forward": Candidate}`` of one contender."""
+    mesh = contenders.data_parallel_mesh() if args.data_parallel else None
     if peer == "seqjax":
-        return contenders.seqjax_fused(cell, shape, data, unroll_steps=unroll_steps)
+        return contenders.seqjax_fused(cell, shape, data, unroll_steps=args.unroll, mesh=mesh)
     if peer == "scan":
-        return contenders.seqjax_scan(cell, shape, data, unroll_steps=unroll_steps)
+        return contenders.seqjax_scan(cell, shape, data, unroll_steps=args.unroll, mesh=mesh)
     if peer == "flax":
-        return contenders.flax_linen(cell, shape, data)
+        return contenders.flax_linen(cell, shape, data, mesh=mesh)
     return contenders.torch_native(cell, shape, data)
 
 
 def benchmark_one(cell, shape, modes, peers, args):
     """Rows (one per mode) for one cell and shape, every contender timed alternately."""
     data = contenders.random_batch(shape)
-    built = {peer: build(peer, cell, shape, data, args.unroll) for peer in ["seqjax", *peers]}
+    built = {peer: build(peer, cell, shape, data, args) for peer in ["seqjax", *peers]}
     rows = []
     for mode in modes:
         busy_before_rounds = []
@@ -132,6 +138,9 @@ def parse_args(argv):
     parser.add_argument("--vocab", type=int, default=65)
     parser.add_argument("--quick", action="store_true", help=f"smoke run: shape {QUICK_SHAPES}, 2 repeats")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
+    parser.add_argument("--data-parallel", action="store_true",
+                        help="run the JAX contenders data-parallel over all devices; on a CPU, one "
+                             "XLA device per core (PyTorch keeps its intra-op threads)")
     parser.add_argument("--idle-gate", type=float, default=None, metavar="BUSY",
                         help="on a shared machine: before each timed round, wait (up to 2 min) until "
                              "the CPUs are at most this busy, e.g. 0.1")
@@ -144,14 +153,28 @@ def parse_args(argv):
     return args
 
 
+def use_one_cpu_device_per_core():
+    """Ask XLA for one CPU device per core; must run before JAX starts its backends."""
+    flag = f"--xla_force_host_platform_device_count={os.cpu_count()}"
+    if flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.data_parallel:
+        use_one_cpu_device_per_core()
     malloc_tuned = False if args.default_malloc else keep_freed_memory()
     cells = parse_choices(args.cells, CELLS, "cells")
     modes = parse_choices(args.modes, MODES, "modes")
     peers, skipped = available_peers(parse_choices(args.peers, PEERS, "peers"))
     shapes = [parse_shape(text, args.vocab) for text in args.shapes.split(",") if text]
     environment = describe_environment()
+    if args.data_parallel:
+        for shape in shapes:
+            if shape.batch % jax.device_count():
+                raise ValueError(f"--data-parallel splits the batch over {jax.device_count()} "
+                                 f"devices; batch {shape.batch} does not divide: pick a multiple")
     print(f"# {environment['backend']} ({environment['device_kind']}), load {environment['load_average']}",
           file=sys.stderr)
     for peer, why in skipped.items():
@@ -165,7 +188,8 @@ def main(argv=None):
         "benchmark": "recurrent", "environment": environment, "skipped_peers": skipped,
         "settings": {"repeats": args.repeats, "warmup": args.warmup, "unroll": args.unroll,
                      "peers": peers, "quick": args.quick, "malloc_keeps_freed_memory": malloc_tuned,
-                     "idle_gate": args.idle_gate},
+                     "idle_gate": args.idle_gate, "data_parallel": args.data_parallel,
+                     "jax_devices": len(jax.devices())},
         "rows": rows,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
