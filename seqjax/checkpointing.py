@@ -49,6 +49,10 @@ class RunCheckpoints:
         self.latest = _manager(self.directory / "latest", max_to_keep=2)
         self.best = _manager(self.directory / "best", max_to_keep=1)
 
+    def has_run(self):
+        """Whether a latest checkpoint exists (a run to resume, whose config must be kept)."""
+        return self.latest.latest_step() is not None
+
     def save_latest(self, step, state, record):
         self.latest.save(
             step,
@@ -67,13 +71,13 @@ class RunCheckpoints:
         """``(state, record)`` of the latest checkpoint, or ``None`` when there is none.
 
         Best checkpoints newer than it (saved by a run killed before its next latest
-        checkpoint) are dropped: the resumed run recomputes them.
+        checkpoint; all of them when there is no latest) are dropped: the run recomputes them.
         """
         step = self.latest.latest_step()
+        for newer in [s for s in self.best.all_steps() if step is None or s > step]:
+            self.best.delete(newer)
         if step is None:
             return None
-        for newer in [s for s in self.best.all_steps() if s > step]:
-            self.best.delete(newer)
         restored = _restore(self.latest, step, target_state, "latest")
         return restored.state, dict(restored.record)
 

@@ -195,11 +195,11 @@ def train_task(config, workdir):
     check_task_config(config, task)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_run_identity(config, workdir, RUN_IDENTITY_KEYS)
+    checkpoints = RunCheckpoints(workdir / "checkpoints")
+    check_run_identity(config, workdir, RUN_IDENTITY_KEYS, resuming=checkpoints.has_run())
     model = build_task_model(config.model, task)
     optimizer, schedule = make_optimizer(config.optim, config.num_steps)
     held_out = task.held_out_set(config.seed, config.eval_examples)
-    checkpoints = RunCheckpoints(workdir / "checkpoints")
     state, best_val_loss = restore_or_start(
         checkpoints, init_train_state(model, optimizer, task, config)
     )

@@ -133,12 +133,13 @@ def evaluate(config, model, params, val_tokens, eval_fn):
     return total / count
 
 
-def check_run_identity(config, workdir, identity_keys=RUN_IDENTITY_KEYS):
-    """Write ``WORKDIR/config.json`` on the first run; on a rerun, insist the run's identity
-    (the config sections named by ``identity_keys``) matches."""
+def check_run_identity(config, workdir, identity_keys=RUN_IDENTITY_KEYS, *, resuming=True):
+    """Write ``WORKDIR/config.json``; when ``resuming`` a checkpointed run, first insist the run's
+    identity (the config sections named by ``identity_keys``) matches the saved one. A workdir
+    without a checkpoint (e.g. a first attempt that stopped at a missing corpus) is reused freely."""
     path = Path(workdir) / "config.json"
     current = json.loads(config.to_json())
-    if not path.exists():
+    if not resuming or not path.exists():
         path.write_text(json.dumps(current, indent=2, sort_keys=True))
         return
     saved = json.loads(path.read_text())
@@ -162,11 +163,13 @@ def train_and_evaluate(config, workdir):
     check_config(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    check_run_identity(config, workdir)
+    checkpoints = RunCheckpoints(workdir / "checkpoints")
+    check_run_identity(config, workdir, resuming=checkpoints.has_run())
+    if not checkpoints.has_run():  # a tokenizer left by an attempt that never checkpointed
+        (workdir / "tokenizer.json").unlink(missing_ok=True)
     data = prepare_language_data(config.data, workdir, config.batch_size * config.seq_len + 1)
     model = build_model(config.model, data.tokenizer.vocab_size, config.seq_len)
     optimizer, schedule = make_optimizer(config.optim, config.num_steps)
-    checkpoints = RunCheckpoints(workdir / "checkpoints")
     state = init_train_state(model, optimizer, config)
     best_val_loss = math.inf
     restored = checkpoints.restore_latest(state)

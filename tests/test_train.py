@@ -144,3 +144,24 @@ def test_stream_batches_reset_rows_at_new_passes_and_at_random(corpus):
     first, second = training_batch(config, tokens, 1), training_batch(config, tokens, 2)
     np.testing.assert_array_equal(first[0][:, 1:], first[1][:, :-1])
     np.testing.assert_array_equal(second[0][:, 0], first[1][:, -1])  # windows continue
+
+
+def test_workdir_of_a_failed_first_attempt_can_be_reused(tmp_path, corpus):
+    from seqjax.data import CorpusError
+
+    with pytest.raises(CorpusError):
+        train_and_evaluate(tiny_config(str(tmp_path / "missing.txt"), num_steps=4), tmp_path / "run")
+    train_and_evaluate(tiny_config(corpus, num_steps=4), tmp_path / "run")  # the corrected path
+    assert read_metrics(tmp_path / "run")[-1]["step"] == 4
+
+
+def test_best_checkpoint_of_a_run_killed_before_its_first_latest_is_recomputed(tmp_path, corpus, monkeypatch):
+    config = tiny_config(corpus, num_steps=8, eval_every=2, checkpoint_every=8)
+    interrupt_at(monkeypatch, 5)  # best saved at steps 2 and 4, no latest checkpoint yet
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, tmp_path / "run")
+    monkeypatch.undo()
+    train_and_evaluate(config, tmp_path / "run")
+    train_and_evaluate(config, tmp_path / "straight")
+    assert load_run(tmp_path / "run").record == load_run(tmp_path / "straight").record
+    assert read_metrics(tmp_path / "run") == read_metrics(tmp_path / "straight")
