@@ -11,8 +11,9 @@ the orientation XLA:CPU's dot library runs fastest for large weights (at H=1024 
 product is 2.4x faster than as ``h [B, H] x W_h^T``; at H=256 they are level).
 
 1. The forward scan computes ``z_t`` and the gate nonlinearities, and saves the gates' local
-   derivatives, so that the backward scan only multiplies and adds. ``W_x x_t`` is either one
-   small product per step or, hoisted, ONE big matmul ``W_x X`` before the scan.
+   derivatives, so that the backward scan only multiplies and adds. Per step, a cell whose
+   ``z_t`` is a plain sum (Elman, LSTM) makes its two products ONE,
+   ``[W_h W_x] [h_{t-1}; x_t]``; hoisted, ``W_x X`` is ONE big matmul before the scan instead.
 2. The gradient is a ``jax.custom_vjp``, back-propagation through time as derived in the
    lecture. With ``z_t`` the pre-activations (all gates stacked) and ``L`` the loss:
 
@@ -28,9 +29,10 @@ product is 2.4x faster than as ``h [B, H] x W_h^T``; at H=256 they are level).
        \\frac{\\partial L}{\\partial x_t} = W_x^T \\delta_t
 
    The backward scan (:func:`_fused_backward`) runs the first two lines, one
-   ``[H, kH] x [kH, B]`` product a step; the weight gradients
-   (:func:`_parameter_gradients`) are ONE big matmul over the stacked ``delta: [T, kH, B]``
-   after the scan, instead of ``T`` small outer products inside it.
+   ``[H, kH] x [kH, B]`` product a step, in chunks of ``K`` steps (16 by default, the last
+   chunk first); after each chunk its weight gradients (:func:`_parameter_gradients`) are ONE
+   matmul over the chunk's stacked ``delta: [kH, K, B]``, instead of ``K`` small outer
+   products, and without a ``[kH, T, B]`` stack of every step's ``delta``.
 
 The cell-local ``delta_t`` of each cell is in its ``_*_backward_step`` below. The GRU
 (reset-after) has two: ``delta_x`` for its input pre-activation and ``delta_h`` for its
@@ -50,9 +52,9 @@ import jax.numpy as jnp
 # Every array below is [features, B]: one column per example.
 
 
-def _elman_forward_step(recurrent, params, h_prev, z_x):
-    """``h_t = tanh(W_h h_{t-1} + z_x)``; the backward pass needs only ``h_t`` itself."""
-    return jnp.tanh(z_x + recurrent(h_prev)), None
+def _elman_forward_step(params, h_prev, z):
+    """``h_t = tanh(z_t)``, ``z_t = W_h h_{t-1} + W_x x_t + b``; the backward pass needs only ``h_t``."""
+    return jnp.tanh(z), None
 
 
 def _elman_backward_step(back, params, h, dh):
@@ -64,14 +66,13 @@ def _elman_backward_step(back, params, h, dh):
 # ----------------------------------------------------------------------------- LSTM
 
 
-def _lstm_forward_step(recurrent, params, carry, z_x):
-    """Gates from ``z = W_h h_{t-1} + z_x``; saves the local derivatives (``[6H, B]``).
+def _lstm_forward_step(params, carry, z):
+    """Gates from ``z_t = W_h h_{t-1} + W_x x_t + b``; saves the local derivatives (``[6H, B]``).
 
     Saved: ``dz/dc = [g i(1-i), c_{t-1} f(1-f), i(1-g^2)]`` for gates ``i, f, g``,
     ``dz_o/dh = tanh(c_t) o(1-o)``, ``dc_t/dh_t = o (1 - tanh(c_t)^2)`` and ``f``.
     """
-    h_prev, c_prev = carry
-    z = z_x + recurrent(h_prev)
+    _, c_prev = carry
     z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=0)
     i, f, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_o)
     g = jnp.tanh(z_g)
@@ -102,14 +103,15 @@ def _lstm_backward_step(back, params, saved, d_carry):
 # ----------------------------------------------------------------------------- GRU
 
 
-def _gru_forward_step(recurrent, params, h_prev, z_x):
-    """Reset-after GRU; saves the local derivatives ``[dz_r/dh, dz_u/dh, dz_n/dh, r, u]``.
+def _gru_forward_step(params, h_prev, z_h, z_x):
+    """Reset-after GRU from ``z_h = W_h h_{t-1}`` and ``z_x = W_x x_t + b``; saves the local
+    derivatives ``[dz_r/dh, dz_u/dh, dz_n/dh, r, u]``.
 
     ``dz_n/dh = (1-u)(1-n^2)``, ``dz_r/dh = dz_n/dh (W^n_h h_{t-1} + b^n_h) r(1-r)``,
     ``dz_u/dh = (h_{t-1} - n) u(1-u)``, each ``[H, B]``.
     """
     x_r, x_u, x_n = jnp.split(z_x, 3, axis=0)
-    h_r, h_u, h_n = jnp.split(recurrent(h_prev), 3, axis=0)
+    h_r, h_u, h_n = jnp.split(z_h, 3, axis=0)
     r = jax.nn.sigmoid(x_r + h_r)
     u = jax.nn.sigmoid(x_u + h_u)
     h_n = h_n + params["b_hn"][:, None]
@@ -144,8 +146,12 @@ class _CellRule(NamedTuple):
     """How to run one cell forward and backward, one time step at a time."""
 
     num_gates: int
-    # (recurrent, params, carry, z_x_t) -> (carry, saved_t), recurrent(h) = W_h h; saved_t is
-    # what the backward step reads (None: it reads the new carry, all the Elman cell needs)
+    # whether z_t = W_h h_{t-1} + W_x x_t + b is all the cell needs (Elman, LSTM), so that one
+    # product [W_h W_x] [h_{t-1}; x_t] can make it; the GRU needs W_h h_{t-1} on its own
+    sums_products: bool
+    # (params, carry, *preactivations) -> (carry, saved_t), preactivations = (z_t,) if
+    # sums_products else (W_h h_{t-1}, W_x x_t + b); saved_t is what the backward step reads
+    # (None: it reads the new carry, all the Elman cell needs)
     forward_step: Callable
     # (back, params, saved_t, d_carry) -> (d_prev_carry, delta_x, delta_h or None if == delta_x),
     # back(delta) = W_h^T delta
@@ -155,9 +161,9 @@ class _CellRule(NamedTuple):
 
 
 _RULES = {
-    "elman": _CellRule(1, _elman_forward_step, _elman_backward_step, lambda carry: carry, False),
-    "lstm": _CellRule(4, _lstm_forward_step, _lstm_backward_step, lambda carry: carry[0], False),
-    "gru": _CellRule(3, _gru_forward_step, _gru_backward_step, lambda carry: carry, True),
+    "elman": _CellRule(1, True, _elman_forward_step, _elman_backward_step, lambda carry: carry, False),
+    "lstm": _CellRule(4, True, _lstm_forward_step, _lstm_backward_step, lambda carry: carry[0], False),
+    "gru": _CellRule(3, False, _gru_forward_step, _gru_backward_step, lambda carry: carry, True),
 }
 
 
@@ -166,10 +172,11 @@ class _Options(NamedTuple):
 
     unroll: int
     hoist_input_projection: bool
+    gradient_chunk: int
 
 
-def _prefetching_scan(step, carry, xs, *, reverse=False, unroll=1):
-    """``jax.lax.scan`` of ``step(carry, xs[t], t)``, reading ``xs[t +- 1]`` during step ``t``.
+def _prefetching_scan(step, carry, xs, *, unroll=1):
+    """``jax.lax.scan`` of ``step(carry, xs[t])``, reading ``xs[t + 1]`` during step ``t``.
 
     XLA:CPU does not vectorize a loop fusion that both slices a scanned array and computes
     ``exp``/``tanh`` (the LSTM gates ran ~8x slower per step); carrying the next step's slice
@@ -182,14 +189,10 @@ def _prefetching_scan(step, carry, xs, *, reverse=False, unroll=1):
 
     def body(state, t):
         carry, xs_t = state
-        carry, ys_t = step(carry, xs_t, t)
-        t_next = jnp.clip(t - 1 if reverse else t + 1, 0, num_steps - 1)
-        return (carry, read(t_next)), ys_t
+        carry, ys_t = step(carry, xs_t)
+        return (carry, read(jnp.minimum(t + 1, num_steps - 1))), ys_t
 
-    first = num_steps - 1 if reverse else 0
-    (carry, _), ys = jax.lax.scan(
-        body, (carry, read(first)), jnp.arange(num_steps), reverse=reverse, unroll=unroll
-    )
+    (carry, _), ys = jax.lax.scan(body, (carry, read(0)), jnp.arange(num_steps), unroll=unroll)
     return carry, ys
 
 
@@ -198,28 +201,38 @@ def _masked(mask_t, new, old):
     return jax.tree.map(lambda a, b: jnp.where(mask_t, a, b), new, old)
 
 
-def _input_terms(params, xs, hoist):
-    """What the forward scan reads per step, and how a step turns it into ``W_x x_t + b``.
+def _preactivations(rule, params, xs, hoist):
+    """What the forward scan reads per step, and how a step turns it into pre-activations.
 
-    Hoisted: ``W_x X`` for all ``T * B`` columns as ONE matmul before the scan. Per step:
-    the ``[kH, I] x [I, B]`` product inside the scan.
+    Returns ``(per_step, preactivations)`` with ``preactivations(h_prev, per_step_t)`` the
+    tuple :attr:`_CellRule.forward_step` takes. Hoisted: ``W_x X`` for all ``T * B`` columns as
+    ONE matmul before the scan. Per step: ``[W_h W_x] [h_{t-1}; x_t]``, ONE product, for a cell
+    that sums its products; ``W_h h_{t-1}`` and ``W_x x_t`` for the GRU.
     """
+    W_h, W_x = params["W_h"], params["W_x"]
     bias = params["b"][:, None] if "b" in params else 0.0
     if hoist:
-        return jnp.einsum("gi,tbi->tgb", params["W_x"], xs), lambda z_x_t: z_x_t + bias
-    return jnp.swapaxes(xs, 1, 2), lambda x_t: params["W_x"] @ x_t + bias
+        def preactivations(h_prev, z_x_t):
+            if rule.sums_products:
+                return (W_h @ h_prev + z_x_t + bias,)
+            return W_h @ h_prev, z_x_t + bias
+
+        return jnp.einsum("gi,tbi->tgb", W_x, xs), preactivations
+    if rule.sums_products:
+        W_hx = jnp.concatenate([W_h, W_x], axis=1)  # [kH, H + I]
+        return jnp.swapaxes(xs, 1, 2), lambda h_prev, x_t: (
+            W_hx @ jnp.concatenate([h_prev, x_t], axis=0) + bias,
+        )
+    return jnp.swapaxes(xs, 1, 2), lambda h_prev, x_t: (W_h @ h_prev, W_x @ x_t + bias)
 
 
 def _scan_forward(rule, options, params, xs, carry, mask, save):
     """Forward scan: ``(final_carry, hs [T, B, H], saved [T, ., B] or None)``, ``hs`` unmasked."""
-    per_step, project = _input_terms(params, xs, options.hoist_input_projection)
+    per_step, preactivations = _preactivations(rule, params, xs, options.hoist_input_projection)
 
-    def recurrent(h):
-        return params["W_h"] @ h
-
-    def body(carry, inputs, t):
+    def body(carry, inputs):
         v_t, mask_t = inputs
-        new_carry, saved = rule.forward_step(recurrent, params, carry, project(v_t))
+        new_carry, saved = rule.forward_step(params, carry, *preactivations(rule.hidden(carry), v_t))
         if mask_t is not None:
             new_carry = _masked(mask_t, new_carry, carry)
         return new_carry, (rule.hidden(new_carry).T, saved if save else None)
@@ -258,13 +271,12 @@ def _add_to_hidden(d_carry, d_h):
     return d_carry + d_h
 
 
-def _backward_step(rule, back, params, state, inputs, t):
+def _backward_step(rule, back, params, d_carry, inputs):
     """One step of the backward scan: ``dL/dh_t``, the cell's ``delta_t``, ``dL/d carry_{t-1}``.
 
-    ``state = (d_carry, deltas)``: the carry cotangent flowing back from step ``t + 1`` and the
-    ``[kH, T, B]`` stacks that collect ``delta_t`` as column block ``t``.
+    ``d_carry`` is the carry cotangent flowing back from step ``t + 1``. Returns it for step
+    ``t - 1``, and ``(delta_x, delta_h)`` of step ``t`` (``delta_h`` None when it is ``delta_x``).
     """
-    d_carry, deltas = state
     d_h_t, mask_t, saved_t = inputs
     d_h_t = d_h_t.T  # [H, B]
     if mask_t is not None:  # a padded step's output is a constant zero
@@ -273,18 +285,18 @@ def _backward_step(rule, back, params, state, inputs, t):
     d_new = d_carry
     if mask_t is not None:
         d_new = _masked(mask_t, d_carry, jax.tree.map(jnp.zeros_like, d_carry))
-    d_prev, *delta_t = rule.backward_step(back, params, saved_t, d_new)
+    d_prev, delta_x, delta_h = rule.backward_step(back, params, saved_t, d_new)
     if mask_t is not None:  # a padded step passes its carry's gradient straight through
         d_prev = jax.tree.map(lambda a, d: a + jnp.where(mask_t, 0.0, d), d_prev, d_carry)
-    deltas = jax.tree.map(
-        lambda stack, d: jax.lax.dynamic_update_slice_in_dim(stack, d[:, None], t, axis=1),
-        deltas, delta_t,
-    )
-    return (d_prev, deltas), None
+    return d_prev, (delta_x, delta_h)
 
 
 def _fused_backward(cell_name, options, residuals, cotangents):
-    """BPTT: backward scan for ``delta_t``, then the weight gradients as big matmuls."""
+    """BPTT chunk by chunk, the last first: each chunk's backward scan, then its weight gradients.
+
+    A chunk is ``K = options.gradient_chunk`` consecutive steps; when ``K`` does not divide
+    ``T``, the first ``T mod K`` steps form one shorter chunk, done last.
+    """
     rule = _RULES[cell_name]
     params, xs, carry, mask, hs, saved = residuals
     d_final, d_hs = cotangents
@@ -293,28 +305,51 @@ def _fused_backward(cell_name, options, residuals, cotangents):
     def back(delta):
         return W_h_transposed @ delta
 
-    num_steps, batch, _ = xs.shape
-    stack = jnp.zeros((params["W_h"].shape[0], num_steps, batch), jnp.result_type(xs, params["W_h"]))
-    deltas = [stack, stack if rule.separate_delta_h else None]  # delta_x, delta_h
+    step = functools.partial(_backward_step, rule, back, params)
     saved = jnp.swapaxes(hs, 1, 2) if saved is None else saved  # Elman reads h_t, [T, H, B]
-    (d_carry0, (delta_x, delta_h)), _ = _prefetching_scan(
-        functools.partial(_backward_step, rule, back, params), (d_final, deltas),
-        (d_hs, mask, saved), reverse=True, unroll=options.unroll,
-    )
-    h0 = rule.hidden(carry).T
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)  # h_{t-1}, [T, B, H]
-    grads, d_xs = _parameter_gradients(params, xs, h_prev, delta_x, delta_h)
-    return grads, d_xs, d_carry0, None
+    h_prev = jnp.concatenate([rule.hidden(carry).T[None], hs[:-1]], axis=0)  # h_{t-1}, [T, B, H]
+    per_step = (d_hs, mask, saved, h_prev, xs)  # every leaf [T, ...]
+
+    def backward_chunk(d_carry, chunk):
+        """Backward scan over one chunk's steps, then the chunk's gradients and ``dL/dx_t``."""
+        d_hs_c, mask_c, saved_c, h_prev_c, xs_c = chunk
+        d_carry, deltas = jax.lax.scan(
+            step, d_carry, (d_hs_c, mask_c, saved_c), reverse=True, unroll=options.unroll
+        )
+        columns = [None if d is None else jnp.transpose(d, (1, 0, 2)) for d in deltas]  # [kH, K, B]
+        grads, d_xs = _parameter_gradients(params, xs_c, h_prev_c, *columns)
+        return d_carry, grads, d_xs
+
+    def full_chunk(state, chunk):
+        d_carry, grads = state
+        d_carry, chunk_grads, d_xs = backward_chunk(d_carry, chunk)
+        return (d_carry, jax.tree.map(jnp.add, grads, chunk_grads)), d_xs
+
+    num_steps = xs.shape[0]
+    size = min(options.gradient_chunk, num_steps)
+    head = num_steps % size
+    chunks = jax.tree.map(lambda a: a[head:].reshape((-1, size) + a.shape[1:]), per_step)
+    zero_grads = jax.tree.map(jnp.zeros_like, params)
+    (d_carry, grads), d_xs = jax.lax.scan(full_chunk, (d_final, zero_grads), chunks, reverse=True)
+    d_xs = d_xs.reshape((-1,) + xs.shape[1:])
+    if head:
+        d_carry, head_grads, d_xs_head = backward_chunk(
+            d_carry, jax.tree.map(lambda a: a[:head], per_step)
+        )
+        grads = jax.tree.map(jnp.add, grads, head_grads)
+        d_xs = jnp.concatenate([d_xs_head, d_xs], axis=0)
+    return grads, d_xs, d_carry, None
 
 
 def _parameter_gradients(params, xs, h_prev, delta_x, delta_h):
     """``dW_h = sum_t delta_t h_{t-1}^T``, ``dW_x = sum_t delta_t x_t^T``, ``db = sum_t delta_t``,
-    ``dx_t = W_x^T delta_t``: each one matmul over all ``T * B`` columns, not ``T`` small ones.
+    ``dx_t = W_x^T delta_t``: each one matmul over all ``K * B`` columns of a chunk, not ``K``
+    small ones.
 
-    ``delta: [kH, T, B]`` is the ``[kH, T*B]`` matrix of every step's columns; ``h_prev`` and
-    ``xs`` are ``[T, B, .]``, its ``[T*B, .]`` rows, so no operand needs transposing. When
-    ``delta_h`` is ``delta_x`` (Elman, LSTM) the three weight gradients are ONE matmul,
-    ``sum_t delta_t [h_{t-1}; x_t; 1]^T``, so ``delta`` (the biggest array) is read once.
+    ``delta: [kH, K, B]`` is the ``[kH, K*B]`` matrix of every step's columns; ``h_prev`` and
+    ``xs`` are ``[K, B, .]``, its ``[K*B, .]`` rows, so no operand needs transposing. When
+    ``delta_h`` is None (Elman, LSTM: it equals ``delta_x``) the three weight gradients are ONE
+    matmul, ``sum_t delta_t [h_{t-1}; x_t; 1]^T``, so ``delta`` is read once.
     """
     hidden_size, input_size = h_prev.shape[-1], xs.shape[-1]
     ones = jnp.ones(xs.shape[:-1] + (1,), xs.dtype)
@@ -331,7 +366,7 @@ def _parameter_gradients(params, xs, h_prev, delta_x, delta_h):
         grads["b"] = db
     if "b_hn" in params:  # GRU: b^n_h sits inside r * (W^n_h h + b^n_h), like the recurrent product
         grads["b_hn"] = delta_h[2 * hidden_size:].sum(axis=(1, 2))
-    d_xs = jnp.einsum("gi,gtb->itb", params["W_x"], delta_x)  # [I, T*B] = W_x^T delta
+    d_xs = jnp.einsum("gi,gtb->itb", params["W_x"], delta_x)  # [I, K*B] = W_x^T delta
     return grads, jnp.transpose(d_xs, (1, 2, 0))
 
 
@@ -367,7 +402,8 @@ def _check_inputs(cell_name, params, xs, carry, seq_lengths):
 
 
 def fused_unroll(
-    cell_name, params, xs, carry, *, seq_lengths=None, unroll=1, hoist_input_projection=None
+    cell_name, params, xs, carry, *, seq_lengths=None, unroll=1, hoist_input_projection=None,
+    gradient_chunk=16,
 ):
     """Run cell ``cell_name`` over a batch ``xs: [B, T, I]`` from ``carry`` (leaves ``[B, H]``).
 
@@ -377,18 +413,21 @@ def fused_unroll(
     ``seq_lengths: [B]`` (optional) marks each example's valid prefix: outputs past it are
     zero and the final carry is the one at its last valid step. ``unroll`` is passed to both
     scans. ``hoist_input_projection`` computes ``W_x X`` as one matmul before the scan instead
-    of one small product per step; ``None`` picks per backend (per step on CPU, where it
-    measured no slower and saves a ``[T, kH, B]`` buffer; hoisted elsewhere). ``cell_name`` is
-    ``"elman"``, ``"lstm"`` or ``"gru"`` (reset-after, the default).
+    of inside each step's product; ``None`` picks per backend (per step on CPU, where it
+    measured no slower and saves a ``[T, kH, B]`` buffer; hoisted elsewhere). The backward pass
+    computes the weight gradients once per ``gradient_chunk`` steps, as one matmul over the
+    chunk. ``cell_name`` is ``"elman"``, ``"lstm"`` or ``"gru"`` (reset-after, the default).
     """
     _check_inputs(cell_name, params, xs, carry, seq_lengths)
+    if int(gradient_chunk) < 1:
+        raise ValueError(f"gradient_chunk must be a positive number of steps, got {gradient_chunk}")
     mask = None
     if seq_lengths is not None:
         steps = jnp.arange(xs.shape[1])[:, None, None]
         mask = steps < jnp.asarray(seq_lengths)[None, None, :]  # [T, 1, B]
     if hoist_input_projection is None:
         hoist_input_projection = jax.default_backend() != "cpu"
-    options = _Options(int(unroll), bool(hoist_input_projection))
+    options = _Options(int(unroll), bool(hoist_input_projection), int(gradient_chunk))
     carry = jax.tree.map(jnp.transpose, carry)  # [H, B]: one column per example
     final_carry, hs = _fused(cell_name, options, params, jnp.swapaxes(xs, 0, 1), carry, mask)
     return jax.tree.map(jnp.transpose, final_carry), jnp.swapaxes(hs, 0, 1)

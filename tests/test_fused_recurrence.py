@@ -92,6 +92,19 @@ def test_gradients_equal_autodiff(cell_name, lengths, hoist):
     assert_trees_close(actual, expected)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5], ids=["chunks-of-1", "chunks-of-2-and-a-head", "one-chunk"])
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_gradient_chunks_equal_autodiff(cell_name, chunk):
+    """Weight gradients per chunk of steps, for every way a chunk can divide ``T = 5``."""
+    params, xs, carry = random_problem(cell_name, seed=6)
+    cotangents = random_like(reference(cell_name, params, xs, carry, LENGTHS), seed=7)
+    fused = lambda p, x, c: fused_unroll(cell_name, p, x, c, seq_lengths=LENGTHS, gradient_chunk=chunk)
+    expected = jax.grad(projected_loss(lambda p, x, c: reference(cell_name, p, x, c, LENGTHS), cotangents),
+                        argnums=(0, 1, 2))(params, xs, carry)
+    actual = jax.grad(projected_loss(fused, cotangents), argnums=(0, 1, 2))(params, xs, carry)
+    assert_trees_close(actual, expected)
+
+
 @pytest.mark.parametrize("cell_name", CELLS)
 def test_gradients_match_finite_differences_float64(cell_name):
     with jax.enable_x64(True):
@@ -138,6 +151,12 @@ def test_clear_errors(change, message):
     params, xs, carry = random_problem("lstm")
     with pytest.raises(ValueError, match=message):
         fused_unroll(*change(params, xs, carry))
+
+
+def test_gradient_chunk_error():
+    params, xs, carry = random_problem("lstm")
+    with pytest.raises(ValueError, match="gradient_chunk must be a positive"):
+        fused_unroll("lstm", params, xs, carry, gradient_chunk=0)
 
 
 def test_seq_lengths_shape_error():
