@@ -7,8 +7,6 @@ ends with exactly the records of an uninterrupted one.
 import json
 from pathlib import Path
 
-from tensorboardX import SummaryWriter
-
 
 def read_metrics(workdir):
     """All records of ``WORKDIR/metrics.jsonl`` as a list of dicts.
@@ -31,6 +29,10 @@ class MetricsLog:
         temporary = self.path.with_suffix(".jsonl.tmp")
         temporary.write_text("".join(json.dumps(r) + "\n" for r in kept))
         temporary.replace(self.path)
+        # Imported here: tensorboardX imports PyTorch when it is installed (~2 s), which every
+        # command that only reads metrics or fails early would otherwise pay.
+        from tensorboardX import SummaryWriter
+
         self.tensorboard = SummaryWriter(str(Path(workdir) / "tensorboard"))
 
     def write(self, record):

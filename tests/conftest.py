@@ -1,12 +1,26 @@
 """Shared test setup: small, deterministic, CPU-friendly."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
-# Tests compile many tiny programs; optimizing them costs more than it saves.
+# Tests compile many tiny programs, often the same ones: optimizing them costs more than it
+# saves, and one on-disk compilation cache serves the whole session, the command-line and
+# notebook subprocesses included (they inherit these variables).
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+os.environ.update({
+    "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
+    "JAX_COMPILATION_CACHE_DIR": _COMPILATION_CACHE,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+})
 jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 @pytest.fixture

@@ -86,6 +86,18 @@ def wait_for_idle_cpu(max_busy=0.1, timeout_s=120.0):
             return busy
 
 
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_environment():
     """JSON-ready description of the device, software and load."""
     device = jax.devices()[0]
@@ -94,7 +106,7 @@ def describe_environment():
         "device_kind": device.device_kind,
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
         "versions": library_versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_average": load_average(),
