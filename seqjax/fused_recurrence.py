@@ -157,13 +157,12 @@ class _CellRule(NamedTuple):
     # back(delta) = W_h^T delta
     backward_step: Callable
     hidden: Callable  # carry -> h
-    separate_delta_h: bool  # whether the recurrent product's delta differs from the input's
 
 
 _RULES = {
-    "elman": _CellRule(1, True, _elman_forward_step, _elman_backward_step, lambda carry: carry, False),
-    "lstm": _CellRule(4, True, _lstm_forward_step, _lstm_backward_step, lambda carry: carry[0], False),
-    "gru": _CellRule(3, False, _gru_forward_step, _gru_backward_step, lambda carry: carry, True),
+    "elman": _CellRule(1, True, _elman_forward_step, _elman_backward_step, lambda carry: carry),
+    "lstm": _CellRule(4, True, _lstm_forward_step, _lstm_backward_step, lambda carry: carry[0]),
+    "gru": _CellRule(3, False, _gru_forward_step, _gru_backward_step, lambda carry: carry),
 }
 
 

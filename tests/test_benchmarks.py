@@ -1,11 +1,15 @@
 """The benchmark harness: alternating timing, and a tiny end-to-end run of the recurrent benchmark."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from experiments.benchmarks import recurrent
 from experiments.benchmarks.timing import Candidate, measure_alternating
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_measure_alternating_rotates_order_and_keeps_first_call_apart():
@@ -56,3 +60,26 @@ def test_quick_recurrent_benchmark_writes_every_figure(tmp_path, capsys):
 def test_bad_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="BxTxIxH"):
         recurrent.parse_shape("32x128", vocab=65)
+
+
+def _in_git_checkout():
+    probe = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="needs the project's git history")
+def test_baseline_revision_is_timed_beside_seqjax(tmp_path):
+    out = tmp_path / "ab.json"
+    recurrent.main(["--quick", "--cells", "gru", "--shapes", "2x3x4x5", "--peers", "", "--modes", "train",
+                    "--baseline", "HEAD", "--gradient-chunk", "2", "--repeats", "1", "--default-malloc",
+                    "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["settings"]["baseline"] == "HEAD" and report["settings"]["gradient_chunk"] == 2
+    (row,) = report["rows"]
+    assert set(row["results"]) == {"seqjax", "baseline"} and set(row["ratios"]) == {"baseline"}
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="needs the project's git history")
+def test_unknown_baseline_revision_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot read seqjax/fused_recurrence.py at revision 'no-such-rev'"):
+        recurrent.main(["--quick", "--baseline", "no-such-rev", "--out", str(tmp_path / "x.json")])

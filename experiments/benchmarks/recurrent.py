@@ -7,6 +7,7 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.recurrent --cells lstm --shapes 32x128x64x256 --modes train
     python -m experiments.benchmarks.recurrent --idle-gate 0.1     # on a shared machine
     python -m experiments.benchmarks.recurrent --data-parallel     # JAX over one device per core
+    python -m experiments.benchmarks.recurrent --baseline 26069ee  # A/B: fused path at a revision
 
 For every cell and shape the contenders (see :mod:`recurrent_contenders`) are timed in the
 same process, alternating (see :mod:`timing`): first call (compilation) reported apart,
@@ -74,7 +75,10 @@ def build(peer, cell, shape, data, args):
     """``{"train": Candidate, "forward": Candidate}`` of one contender."""
     mesh = contenders.data_parallel_mesh() if args.data_parallel else None
     if peer == "seqjax":
-        return contenders.seqjax_fused(cell, shape, data, unroll_steps=args.unroll, mesh=mesh)
+        return contenders.seqjax_fused(cell, shape, data, unroll_steps=args.unroll,
+                                       gradient_chunk=args.gradient_chunk, mesh=mesh)
+    if peer == "baseline":
+        return contenders.seqjax_baseline(cell, shape, data, args.baseline, mesh=mesh)
     if peer == "scan":
         return contenders.seqjax_scan(cell, shape, data, unroll_steps=args.unroll, mesh=mesh)
     if peer == "flax":
@@ -135,6 +139,10 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 10; quick 2)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls after the first (default 2)")
     parser.add_argument("--unroll", type=int, default=1, help="lax.scan unroll of the seqjax/scan contenders")
+    parser.add_argument("--gradient-chunk", type=int, default=16,
+                        help="steps per weight-gradient matmul in seqjax's backward pass")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also time seqjax's fused path as it was at this git revision")
     parser.add_argument("--vocab", type=int, default=65)
     parser.add_argument("--quick", action="store_true", help=f"smoke run: shape {QUICK_SHAPES}, 2 repeats")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
@@ -168,6 +176,9 @@ def main(argv=None):
     cells = parse_choices(args.cells, CELLS, "cells")
     modes = parse_choices(args.modes, MODES, "modes")
     peers, skipped = available_peers(parse_choices(args.peers, PEERS, "peers"))
+    if args.baseline:
+        contenders.fused_recurrence_at(args.baseline)  # a bad revision fails here, not mid-run
+        peers.append("baseline")
     shapes = [parse_shape(text, args.vocab) for text in args.shapes.split(",") if text]
     environment = describe_environment()
     if args.data_parallel:
@@ -187,6 +198,7 @@ def main(argv=None):
     report = {
         "benchmark": "recurrent", "environment": environment, "skipped_peers": skipped,
         "settings": {"repeats": args.repeats, "warmup": args.warmup, "unroll": args.unroll,
+                     "gradient_chunk": args.gradient_chunk, "baseline": args.baseline,
                      "peers": peers, "quick": args.quick, "malloc_keeps_freed_memory": malloc_tuned,
                      "idle_gate": args.idle_gate, "data_parallel": args.data_parallel,
                      "jax_devices": len(jax.devices())},

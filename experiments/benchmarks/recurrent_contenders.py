@@ -7,6 +7,7 @@ update; a *forward* pass is the loss alone. Contenders:
 
 - ``seqjax``: :func:`seqjax.fused_recurrence.fused_unroll` (hoisted input projection,
   hand-written BPTT);
+- ``baseline`` (with ``--baseline REV``): ``fused_unroll`` as it was at git revision ``REV``;
 - ``scan``: the pure cell under ``jax.vmap(seqjax.recurrence.unroll)``, gradients by
   autodiff -- the plain ``lax.scan`` baseline the fused version replaces;
 - ``flax``: ``flax.linen.RNN`` over ``SimpleCell`` / ``OptimizedLSTMCell`` / ``GRUCell``;
@@ -18,6 +19,9 @@ Every builder takes ``(cell, shape, data)`` and returns ``{"train": Candidate,
 
 import dataclasses
 import functools
+import pathlib
+import subprocess
+import types
 
 import flax.linen as nn
 import jax
@@ -136,14 +140,34 @@ def _seqjax_loss(recurrence, cell, params, inputs, targets):
     return _cross_entropy(logits, targets)
 
 
-def seqjax_fused(cell, shape, data, *, unroll_steps=1, hoist_input_projection=None, name="seqjax",
-                 mesh=None):
+def seqjax_fused(cell, shape, data, *, unroll_steps=1, hoist_input_projection=None, gradient_chunk=16,
+                 name="seqjax", mesh=None):
     """seqjax's fast path: :func:`fused_unroll` with its hand-written BPTT."""
     recurrence = functools.partial(
-        fused_unroll, cell, unroll=unroll_steps, hoist_input_projection=hoist_input_projection
+        fused_unroll, cell, unroll=unroll_steps, hoist_input_projection=hoist_input_projection,
+        gradient_chunk=gradient_chunk,
     )
     loss_fn = functools.partial(_seqjax_loss, recurrence, cell)
     return _jax_candidates(name, loss_fn, _seqjax_params(cell, shape), data, mesh)
+
+
+def fused_recurrence_at(revision):
+    """``seqjax/fused_recurrence.py`` as it was at git ``revision``, loaded as a module."""
+    path = "seqjax/fused_recurrence.py"
+    shown = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True,
+                           cwd=pathlib.Path(__file__).resolve().parents[2])
+    if shown.returncode:
+        raise ValueError(f"cannot read {path} at revision {revision!r}: {shown.stderr.strip()}")
+    module = types.ModuleType(f"fused_recurrence_at_{revision}")
+    exec(compile(shown.stdout, f"{revision}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def seqjax_baseline(cell, shape, data, revision, *, mesh=None):
+    """seqjax's fast path as it was at git ``revision``: the A/B baseline for a change to it."""
+    recurrence = functools.partial(fused_recurrence_at(revision).fused_unroll, cell)
+    loss_fn = functools.partial(_seqjax_loss, recurrence, cell)
+    return _jax_candidates("baseline", loss_fn, _seqjax_params(cell, shape), data, mesh)
 
 
 def seqjax_scan(cell, shape, data, *, unroll_steps=1, mesh=None):
