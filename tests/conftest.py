@@ -9,8 +9,8 @@ import jax
 import pytest
 
 # Tests compile many tiny programs, often the same ones: optimizing them costs more than it
-# saves, and one on-disk compilation cache serves the whole session, the command-line and
-# notebook subprocesses included (they inherit these variables).
+# saves, and one on-disk compilation cache serves each test process (each xdist worker), the
+# command-line and notebook subprocesses it starts included (they inherit these variables).
 _COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 os.environ.update({

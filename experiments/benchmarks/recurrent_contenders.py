@@ -5,8 +5,8 @@ LSTM or GRU, hidden size ``H``) -> dense read-out over ``V`` classes -> mean sof
 cross-entropy against the next tokens. A *training step* is forward + backward + one Adam
 update; a *forward* pass is the loss alone. Contenders:
 
-- ``seqjax``: :func:`seqjax.fused_recurrence.fused_unroll` (hoisted input projection,
-  hand-written BPTT);
+- ``seqjax``: :func:`seqjax.fused_recurrence.fused_unroll` (hand-written BPTT; on a CPU one
+  ``[W_h W_x] [h; x]`` product per step, weight gradients per chunk of steps);
 - ``baseline`` (with ``--baseline REV``): ``fused_unroll`` as it was at git revision ``REV``;
 - ``scan``: the pure cell under ``jax.vmap(seqjax.recurrence.unroll)``, gradients by
   autodiff -- the plain ``lax.scan`` baseline the fused version replaces;
