@@ -1,4 +1,4 @@
-"""The benchmark harness: alternating timing, and a tiny end-to-end run of the recurrent benchmark."""
+"""The benchmark harness: alternating timing, reports, and tiny end-to-end runs of the benchmarks."""
 
 import json
 import subprocess
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.benchmarks import recurrent
+from experiments.benchmarks import recurrent, transformer
+from experiments.benchmarks.environment import matmul_precision_for_backend
+from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,53 @@ def test_quick_recurrent_benchmark_writes_every_figure(tmp_path, capsys):
         assert set(row["ratios"]) == set(peers)
     table = capsys.readouterr().out
     assert "| lstm | 5 | train |" in table and "vs flax" in table
+
+
+def test_report_on_disk_keeps_the_rows_of_a_run_cut_short(tmp_path):
+    path = tmp_path / "sub" / "report.json"
+    report = Report(str(path), "demo", {"backend": "cpu"}, {"repeats": 1})
+    assert json.loads(path.read_text())["rows"] == []
+    report.add_rows([{"row": 1}])
+    on_disk = json.loads(path.read_text())  # as a run stopped here would leave it
+    assert on_disk["rows"] == [{"row": 1}] and on_disk["complete"] is False
+    report.add_rows([{"row": 2}])
+    content = report.finish()
+    assert json.loads(path.read_text()) == content
+    assert content["complete"] is True and "load_average_after" in content["environment"]
+    assert [row["row"] for row in content["rows"]] == [1, 2]
+
+
+def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path, capsys):
+    out = tmp_path / "transformer.json"
+    torch_missing = transformer.torch_device() is None
+    transformer.main(["--quick", "--repeats", "1", "--out", str(out)]
+                     + (["--no-torch"] if torch_missing else []))
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["settings"]["sizes"] == ["tiny"]
+    rows = report["rows"]
+    assert [row["mode"] for row in rows] == ["train", "forward"]
+    contenders = {"seqjax"} if torch_missing else {"seqjax", "torch"}
+    for row in rows:
+        assert (row["num_layers"], row["num_heads"], row["width"], row["batch"], row["length"]) == transformer.SIZES["tiny"]
+        assert set(row["results"]) == contenders
+        for figures in row["results"].values():
+            assert figures["median_s"] > 0 and figures["first_call_s"] > 0
+            assert figures["tokens_per_s"] == pytest.approx(2 * 8 / figures["median_s"])
+        if not torch_missing:
+            ratio = row["results"]["torch"]["median_s"] / row["results"]["seqjax"]["median_s"]
+            assert row["ratios"]["torch"] == pytest.approx(ratio)
+    assert "| tiny | 2/2/16 | 2 x 8 | train |" in capsys.readouterr().out
+
+
+def test_unknown_transformer_size_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="unknown sizes.*nanogpt_cpu"):
+        transformer.main(["--sizes", "huge", "--out", str(tmp_path / "x.json")])
+
+
+def test_matmul_precision_is_left_alone_on_a_cpu():
+    if recurrent.jax.default_backend() != "cpu":
+        pytest.skip("checks the CPU path")
+    assert matmul_precision_for_backend("tf32") == {"mode": "float32 (CPU)"}
 
 
 def test_bad_shape_is_a_clear_error():

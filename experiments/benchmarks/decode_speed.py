@@ -18,7 +18,6 @@ markdown table and writes every figure, the device and the versions to ``--out``
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments.benchmarks.environment import describe_environment
+from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
 from seqjax.generation import generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM
@@ -122,21 +122,14 @@ def main(argv=None):
     environment = describe_environment()
     print(f"# {environment['backend']} ({environment['device_kind']}), "
           f"load {environment['load_average']}", file=sys.stderr)
-    rows = [benchmark_length(model, variables, n, args.repeats, args.warmup)
-            for n in args.num_tokens]
-    environment["load_average_after"] = describe_environment()["load_average"]
-    report = {
-        "benchmark": "decode_speed", "environment": environment,
-        "settings": {"model": {**MODEL, "context_length": args.context_length},
-                     "batch_size": 1, "prompt_length": 1, "decoding": "greedy",
-                     "repeats": args.repeats, "warmup": args.warmup},
-        "rows": rows,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(markdown_table(rows))
-    print(f"\nwrote {args.out}", file=sys.stderr)
+    settings = {"model": {**MODEL, "context_length": args.context_length},
+                "batch_size": 1, "prompt_length": 1, "decoding": "greedy",
+                "repeats": args.repeats, "warmup": args.warmup}
+    report = Report(args.out, "decode_speed", environment, settings)
+    for n in args.num_tokens:
+        report.add_rows([benchmark_length(model, variables, n, args.repeats, args.warmup)])
+    report = report.finish()
+    print(markdown_table(report["rows"]))
     return report
 
 

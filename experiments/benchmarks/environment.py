@@ -98,6 +98,51 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def torch_device():
+    """PyTorch's device matching JAX's backend (``"cpu"`` / ``"cuda"``), or None where torch is
+    not installed or has no counterpart (a TPU, a GPU torch cannot see)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    backend = jax.default_backend()
+    if backend == "cpu":
+        return "cpu"
+    if backend == "gpu" and torch.cuda.is_available():
+        return "cuda"
+    return None
+
+
+def set_float32_matmul_precision(mode):
+    """Give JAX and PyTorch the same float32 matrix-product precision; returns what was set.
+
+    ``"highest"``: full float32 everywhere. ``"tf32"``: TensorFloat-32 (10-bit mantissa
+    products) where the GPU has it, in XLA's dots and in PyTorch's matmuls and cuDNN calls
+    (cuDNN's RNNs included). A CPU computes in float32 either way. Call before compiling.
+    """
+    if mode not in ("highest", "tf32"):
+        raise ValueError(f"matmul precision {mode!r}: choose highest or tf32")
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32" if mode == "tf32" else "highest")
+    settings = {"mode": mode, "jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+    try:
+        import torch
+    except ImportError:
+        return settings
+    torch.set_float32_matmul_precision("high" if mode == "tf32" else "highest")
+    torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    settings["torch_float32_matmul_precision"] = torch.get_float32_matmul_precision()
+    settings["torch_cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+    return settings
+
+
+def matmul_precision_for_backend(mode):
+    """:func:`set_float32_matmul_precision` on an accelerator; on a CPU, where both libraries
+    compute float32 products in float32 whatever the setting, nothing is changed."""
+    if jax.default_backend() == "cpu":
+        return {"mode": "float32 (CPU)"}
+    return set_float32_matmul_precision(mode)
+
+
 def describe_environment():
     """JSON-ready description of the device, software and load."""
     device = jax.devices()[0]

@@ -17,7 +17,6 @@ figure, the device and the library versions to ``--out`` (JSON). A ratio is
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -25,8 +24,9 @@ import jax
 
 from experiments.benchmarks import recurrent_contenders as contenders
 from experiments.benchmarks.environment import (
-    describe_environment, keep_freed_memory, wait_for_idle_cpu,
+    describe_environment, keep_freed_memory, matmul_precision_for_backend, wait_for_idle_cpu,
 )
+from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import measure_alternating
 
 CELLS = ("elman", "lstm", "gru")
@@ -109,7 +109,7 @@ def benchmark_one(cell, shape, modes, peers, args):
             "cpu_busy_before_rounds": busy_before_rounds,
         })
         print(f"  {cell} {shape.label()} {mode}: " + ", ".join(
-            f"{name} {timing.median_s * 1e3:.1f} ms" for name, timing in timings.items()
+            f"{name} {timing.median_s * 1e3:.1f} ms (first call {timing.first_call_s:.1f} s)" for name, timing in timings.items()
         ), file=sys.stderr, flush=True)
     return rows
 
@@ -152,6 +152,9 @@ def parse_args(argv):
     parser.add_argument("--idle-gate", type=float, default=None, metavar="BUSY",
                         help="on a shared machine: before each timed round, wait (up to 2 min) until "
                              "the CPUs are at most this busy, e.g. 0.1")
+    parser.add_argument("--matmul-precision", default="highest", choices=("highest", "tf32"),
+                        help="on a GPU, float32 products in every library: full float32 (default) "
+                             "or TensorFloat-32 (cuDNN's RNNs included)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc as is (default: keep freed memory mapped, for every peer)")
     args = parser.parse_args(argv)
@@ -173,6 +176,7 @@ def main(argv=None):
     if args.data_parallel:
         use_one_cpu_device_per_core()
     malloc_tuned = False if args.default_malloc else keep_freed_memory()
+    precision = matmul_precision_for_backend(args.matmul_precision)
     cells = parse_choices(args.cells, CELLS, "cells")
     modes = parse_choices(args.modes, MODES, "modes")
     peers, skipped = available_peers(parse_choices(args.peers, PEERS, "peers"))
@@ -190,25 +194,18 @@ def main(argv=None):
           file=sys.stderr)
     for peer, why in skipped.items():
         print(f"# skipping {peer}: {why}", file=sys.stderr)
-    rows = []
+    settings = {"repeats": args.repeats, "warmup": args.warmup, "unroll": args.unroll,
+                "gradient_chunk": args.gradient_chunk, "baseline": args.baseline,
+                "peers": peers, "quick": args.quick, "malloc_keeps_freed_memory": malloc_tuned,
+                "idle_gate": args.idle_gate, "data_parallel": args.data_parallel,
+                "matmul_precision": precision, "jax_devices": len(jax.devices())}
+    report = Report(args.out, "recurrent", environment, settings)
+    report.content["skipped_peers"] = skipped
     for shape in shapes:
         for cell in cells:
-            rows += benchmark_one(cell, shape, modes, peers, args)
-    environment["load_average_after"] = describe_environment()["load_average"]
-    report = {
-        "benchmark": "recurrent", "environment": environment, "skipped_peers": skipped,
-        "settings": {"repeats": args.repeats, "warmup": args.warmup, "unroll": args.unroll,
-                     "gradient_chunk": args.gradient_chunk, "baseline": args.baseline,
-                     "peers": peers, "quick": args.quick, "malloc_keeps_freed_memory": malloc_tuned,
-                     "idle_gate": args.idle_gate, "data_parallel": args.data_parallel,
-                     "jax_devices": len(jax.devices())},
-        "rows": rows,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(markdown_table(rows, peers))
-    print(f"\nwrote {args.out}", file=sys.stderr)
+            report.add_rows(benchmark_one(cell, shape, modes, peers, args))
+    report = report.finish()
+    print(markdown_table(report["rows"], peers))
     return report
 
 

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.benchmarks.timing import Candidate
+from experiments.benchmarks.environment import torch_device
+from experiments.benchmarks.timing import Candidate, torch_candidates
 from seqjax.cells import get_cell
 from seqjax.fused_recurrence import fused_unroll
 from seqjax.recurrence import unroll
@@ -214,18 +215,6 @@ def flax_linen(cell, shape, data, *, mesh=None):
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def torch_device():
-    """PyTorch device matching JAX's backend, or None where PyTorch has no counterpart."""
-    import torch
-
-    backend = jax.default_backend()
-    if backend == "cpu":
-        return "cpu"
-    if backend == "gpu" and torch.cuda.is_available():
-        return "cuda"
-    return None
-
-
 def torch_native(cell, shape, data):
     """``torch.nn.RNN`` / ``LSTM`` / ``GRU`` with ``torch.optim.Adam`` (eager, as usually used)."""
     import torch
@@ -246,16 +235,4 @@ def torch_native(cell, shape, data):
         logits = model["dense"](hs)
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
-    def train():
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    def forward():
-        with torch.inference_mode():
-            return loss_fn()
-
-    sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else (lambda result: result)
-    return {"train": Candidate("torch", train, sync), "forward": Candidate("torch", forward, sync)}
+    return torch_candidates("torch", loss_fn, model, optimizer, device)

@@ -59,6 +59,32 @@ class Timing:
         }
 
 
+def torch_candidates(name, loss_fn, model, optimizer, device, *, clip_norm=None):
+    """``{"train": Candidate, "forward": Candidate}`` for a PyTorch model, as it is usually run.
+
+    ``train``: ``zero_grad``, ``loss_fn().backward()``, optional ``clip_grad_norm_`` of
+    ``model``'s parameters to ``clip_norm``, ``optimizer.step()``; ``forward``: ``loss_fn()``
+    under ``inference_mode``. On ``device == "cuda"`` each call waits for the GPU.
+    """
+    import torch
+
+    def train():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+        return loss
+
+    def forward():
+        with torch.inference_mode():
+            return loss_fn()
+
+    sync = (lambda _: torch.cuda.synchronize()) if device == "cuda" else (lambda result: result)
+    return {"train": Candidate(name, train, sync), "forward": Candidate(name, forward, sync)}
+
+
 def time_call(candidate):
     """Seconds for one call of ``candidate``, waiting for its result."""
     start = time.perf_counter()
