@@ -84,7 +84,8 @@ def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path, capsys)
     assert [row["mode"] for row in rows] == ["train", "forward"]
     contenders = {"seqjax"} if torch_missing else {"seqjax", "torch"}
     for row in rows:
-        assert (row["num_layers"], row["num_heads"], row["width"], row["batch"], row["length"]) == transformer.SIZES["tiny"]
+        size = (row["num_layers"], row["num_heads"], row["width"], row["batch"], row["length"])
+        assert size == transformer.SIZES["tiny"]
         assert set(row["results"]) == contenders
         for figures in row["results"].values():
             assert figures["median_s"] > 0 and figures["first_call_s"] > 0

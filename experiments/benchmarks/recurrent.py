@@ -109,7 +109,8 @@ def benchmark_one(cell, shape, modes, peers, args):
             "cpu_busy_before_rounds": busy_before_rounds,
         })
         print(f"  {cell} {shape.label()} {mode}: " + ", ".join(
-            f"{name} {timing.median_s * 1e3:.1f} ms (first call {timing.first_call_s:.1f} s)" for name, timing in timings.items()
+            f"{name} {timing.median_s * 1e3:.1f} ms (first call {timing.first_call_s:.1f} s)"
+            for name, timing in timings.items()
         ), file=sys.stderr, flush=True)
     return rows
 

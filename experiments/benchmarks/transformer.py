@@ -110,14 +110,16 @@ def benchmark_size(name, modes, device, args):
     for mode in modes:
         timings = measure_alternating([b[mode] for b in built.values()], repeats=args.repeats,
                                       warmup=args.warmup)
-        results = {name_: {**t.summary(), "tokens_per_s": batch * length / t.median_s}
-                   for name_, t in timings.items()}
+        results = {contender: {**timing.summary(), "tokens_per_s": batch * length / timing.median_s}
+                   for contender, timing in timings.items()}
         ratios = {"torch": timings["torch"].median_s / timings["seqjax"].median_s} if device else {}
         rows.append({"size": name, "num_layers": num_layers, "num_heads": num_heads,
                      "width": width, "batch": batch, "length": length, "mode": mode,
                      "results": results, "ratios": ratios})
         print(f"  {name} {mode}: " + ", ".join(
-            f"{n} {t.median_s * 1e3:.1f} ms (first call {t.first_call_s:.1f} s)" for n, t in timings.items()), file=sys.stderr, flush=True)
+            f"{contender} {timing.median_s * 1e3:.1f} ms (first call {timing.first_call_s:.1f} s)"
+            for contender, timing in timings.items()
+        ), file=sys.stderr, flush=True)
     return rows
 
 
