@@ -34,7 +34,13 @@ INIT_STD = 0.02
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: ``Dense(mlp_ratio * W) -> GELU -> Dense(W) -> dropout``."""
+    """Position-wise feed-forward: ``Dense(mlp_ratio * W) -> GELU -> Dense(W) -> dropout``.
+
+    Position-wise, so it runs on all tokens as one ``[B * T, W]`` matrix. Same function as on
+    ``[B, T, W]``, but then XLA:CPU computes the weight gradients without first copying the
+    activations' gradient into a transposed layout (measured: 1.28x on a whole training step of
+    nanoGPT's 6-layer, width-384 model; see docs/benchmarks.md).
+    """
 
     mlp_ratio: int = 4
     dropout: float = 0.0
@@ -44,15 +50,16 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x, *, deterministic=True):
         width = x.shape[-1]
+        tokens = x.reshape(-1, width)  # [B * T, W]
         hidden = nn.Dense(
             self.mlp_ratio * width, use_bias=self.use_bias,
             kernel_init=nn.initializers.normal(INIT_STD), name="expand",
-        )(x)
+        )(tokens)
         hidden = nn.gelu(hidden, approximate=False)
         out = nn.Dense(
             width, use_bias=self.use_bias, kernel_init=self.output_init, name="contract"
         )(hidden)
-        return nn.Dropout(self.dropout)(out, deterministic=deterministic)
+        return nn.Dropout(self.dropout)(out.reshape(x.shape), deterministic=deterministic)
 
 
 class TransformerBlock(nn.Module):
