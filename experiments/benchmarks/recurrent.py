@@ -17,6 +17,7 @@ figure, the device and the library versions to ``--out`` (JSON). A ratio is
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -58,15 +59,11 @@ def available_peers(peers):
     """The requested peers that can run here, and a note for each one skipped."""
     runnable, skipped = [], {}
     for peer in peers:
-        if peer == "torch":
-            try:
-                import torch  # noqa: F401
-            except ImportError:
-                skipped[peer] = "torch is not installed"
-                continue
-            if contenders.torch_device() is None:
-                skipped[peer] = "no PyTorch device matches this JAX backend"
-                continue
+        if peer == "torch" and contenders.torch_device() is None:
+            installed = importlib.util.find_spec("torch") is not None
+            skipped[peer] = ("no PyTorch device matches this JAX backend" if installed
+                             else "torch is not installed")
+            continue
         runnable.append(peer)
     return runnable, skipped
 
