@@ -9,6 +9,7 @@
 from absl import app, flags, logging
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
+from experiments.compilation_cache import enable_compilation_cache
 from seqjax.text_generation import continue_text, load_run
 
 flags.DEFINE_string("workdir", None, "Run directory written by experiments.train.")
@@ -25,6 +26,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     f = flags.FLAGS
+    enable_compilation_cache(flags.FLAGS.compilation_cache)
     with user_errors_as_messages("sample"):
         run = load_run(f.workdir)
         print(continue_text(run, f.prompt, f.num_tokens, temperature=f.temperature,

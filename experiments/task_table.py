@@ -15,6 +15,7 @@ import time
 from absl import app, flags, logging
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
+from experiments.compilation_cache import enable_compilation_cache
 from seqjax.task_training import task_from_config, train_task
 from seqjax.tasks import TASKS, get_task
 from seqjax.tasks.baselines import chance_baseline
@@ -73,6 +74,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     start = time.time()
+    enable_compilation_cache(flags.FLAGS.compilation_cache)
     with user_errors_as_messages("task_table"):
         rows = {name: run_row(name, flags.FLAGS.workdir, flags.FLAGS.num_steps)
                 for name in flags.FLAGS.tasks}

@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
+from experiments.compilation_cache import enable_compilation_cache
 from seqjax.task_training import train_task
 from seqjax.text_generation import continue_text, load_run
 from seqjax.train import train_and_evaluate
@@ -30,6 +31,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    enable_compilation_cache(flags.FLAGS.compilation_cache)
     with user_errors_as_messages("train"):
         if config.get("task", "language_modeling") != "language_modeling":
             print(f"finished: {summary_line(train_task(config, workdir))}")

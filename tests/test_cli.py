@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import pytest
 
 from seqjax.metrics_log import read_metrics
@@ -23,8 +24,8 @@ def get_config():
 """
 
 
-def run_cli(*args, check_ok=False):
-    env = os.environ | {"JAX_PLATFORMS": "cpu"}
+def run_cli(*args, check_ok=False, without_env=()):
+    env = {k: v for k, v in os.environ.items() if k not in without_env} | {"JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
         [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
@@ -100,6 +101,43 @@ def test_sample_prints_the_continuation(trained_run):
     result = run_cli("experiments.sample", f"--workdir={trained_run / 'run'}", "--prompt=the ",
                      "--num_tokens=12", "--temperature=0.7", "--top_k=5", "--top_p=0.9", check_ok=True)
     assert result.stdout.startswith("the ") and len(result.stdout.rstrip("\n")) >= 4
+
+
+def test_compilation_cache_is_filled_then_reused(trained_run, tmp_path):
+    """``--compilation_cache`` stores the compiled programs; a rerun compiles nothing new."""
+    cache = tmp_path / "compilation"
+    args = ("experiments.sample", f"--workdir={trained_run / 'run'}", "--prompt=the ",
+            "--num_tokens=8", "--temperature=0.7", f"--compilation_cache={cache}")
+    first = run_cli(*args, check_ok=True, without_env=("JAX_COMPILATION_CACHE_DIR",))
+    entries = sorted(path.name for path in cache.iterdir())
+    assert entries
+    second = run_cli(*args, check_ok=True, without_env=("JAX_COMPILATION_CACHE_DIR",))
+    assert second.stdout == first.stdout
+    assert sorted(path.name for path in cache.iterdir()) == entries
+
+
+@pytest.fixture
+def jax_without_cache_dir():
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_compilation_cache_folder_choice(jax_without_cache_dir, tmp_path):
+    from experiments.compilation_cache import enable_compilation_cache
+
+    assert enable_compilation_cache("") is None  # turned off
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    assert enable_compilation_cache(str(blocked / "cache")) is None  # cannot be created: no cache
+    assert jax.config.jax_compilation_cache_dir is None
+    folder = tmp_path / "cache"
+    assert enable_compilation_cache(str(folder)) == str(folder) and folder.is_dir()
+    assert jax.config.jax_compilation_cache_dir == str(folder)
+    # a folder JAX already has (JAX_COMPILATION_CACHE_DIR) wins
+    assert enable_compilation_cache(str(tmp_path / "other")) == str(folder)
+    assert not (tmp_path / "other").exists()
 
 
 def test_workdir_of_a_different_model(trained_run):

@@ -12,7 +12,6 @@ as char-rnn does) and generation can carry it from token to token.
 """
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from seqjax.recurrent_modules import StackedRecurrent
 

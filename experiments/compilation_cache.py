@@ -1,0 +1,48 @@
+"""JAX's on-disk compilation cache for the command-line tools: a rerun skips compilation.
+
+Rerunning a command (resuming a run, sampling from it, training the same config again) would
+otherwise compile the same XLA programs again. Measured with 20-step runs on a 2-core AMD EPYC:
+``quickstart.py`` 15.3 s -> 11.0 s, ``nanogpt_cpu.py`` 25.5 s -> 16.0 s for the second run; on
+an NVIDIA H200 one training step alone compiles in 23-55 s. JAX keys every entry by the program,
+the JAX version, the backend and the compiler flags, so a changed model, library or machine
+compiles afresh; only programs that took over a second to compile are stored.
+
+Every tool that imports this module gets the flag ``--compilation_cache`` (default
+``~/.cache/seqjax/compilation``; empty turns the cache off). ``JAX_COMPILATION_CACHE_DIR``, when
+set, wins, as JAX's own setting.
+"""
+
+import os
+
+import jax
+from absl import flags, logging
+
+DEFAULT_DIR = "~/.cache/seqjax/compilation"
+
+flags.DEFINE_string(
+    "compilation_cache", DEFAULT_DIR,
+    "Folder of JAX's on-disk compilation cache, so that a rerun skips compiling; empty turns it "
+    "off. JAX_COMPILATION_CACHE_DIR, when set, is used instead.",
+)
+
+
+def enable_compilation_cache(directory):
+    """Store compiled programs in ``directory`` unless JAX already has a cache folder.
+
+    Returns the folder in use, or None when there is none (``directory`` empty, or not
+    creatable: then a warning, and the run goes on without a cache).
+    """
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:  # JAX_COMPILATION_CACHE_DIR, or set by the caller
+        return configured
+    if not directory:
+        return None
+    directory = os.path.expanduser(directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        logging.warning("running without a compilation cache: cannot create %s (%s)", directory,
+                        error.strerror or error)
+        return None
+    jax.config.update("jax_compilation_cache_dir", directory)
+    return directory
