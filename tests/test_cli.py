@@ -24,8 +24,19 @@ def get_config():
 """
 
 
-def run_cli(*args, check_ok=False, without_env=()):
-    env = {k: v for k, v in os.environ.items() if k not in without_env} | {"JAX_PLATFORMS": "cpu"}
+# A run with its own compilation cache: not the test session's (JAX_COMPILATION_CACHE_DIR would
+# win over --compilation_cache), every program stored however fast it compiled, cache hits logged.
+OWN_CACHE_ENV = {"JAX_COMPILATION_CACHE_DIR": None, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                 "JAX_LOG_COMPILES": "1"}
+
+
+def run_cli(*args, check_ok=False, env_changes=None):
+    """``python -m ARGS`` on the CPU; ``env_changes`` sets variables (None: removes them)."""
+    env = os.environ | {"JAX_PLATFORMS": "cpu"}
+    for name, value in (env_changes or {}).items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
     result = subprocess.run(
         [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
@@ -56,7 +67,9 @@ def trained_run(tmp_path_factory):
     """One tiny run shared by the sampling tests; the train command ends by printing a sample."""
     folder = tmp_path_factory.mktemp("trained")
     config = write_config(folder, write_corpus(folder), num_steps=8)
-    result = run_cli("experiments.train", f"--config={config}", f"--workdir={folder / 'run'}", check_ok=True)
+    result = run_cli("experiments.train", f"--config={config}", f"--workdir={folder / 'run'}",
+                     f"--compilation_cache={folder / 'compilation'}", check_ok=True,
+                     env_changes=OWN_CACHE_ENV)
     assert "--- sample (best checkpoint, step 8) ---" in result.stdout
     return folder
 
@@ -103,17 +116,22 @@ def test_sample_prints_the_continuation(trained_run):
     assert result.stdout.startswith("the ") and len(result.stdout.rstrip("\n")) >= 4
 
 
+def test_train_stores_its_compiled_programs(trained_run):
+    assert any((trained_run / "compilation").iterdir())
+
+
 def test_compilation_cache_is_filled_then_reused(trained_run, tmp_path):
-    """``--compilation_cache`` stores the compiled programs; a rerun compiles nothing new."""
+    """``--compilation_cache`` stores the compiled programs; a rerun loads them."""
     cache = tmp_path / "compilation"
     args = ("experiments.sample", f"--workdir={trained_run / 'run'}", "--prompt=the ",
             "--num_tokens=8", "--temperature=0.7", f"--compilation_cache={cache}")
-    first = run_cli(*args, check_ok=True, without_env=("JAX_COMPILATION_CACHE_DIR",))
+    first = run_cli(*args, check_ok=True, env_changes=OWN_CACHE_ENV)
     entries = sorted(path.name for path in cache.iterdir())
-    assert entries
-    second = run_cli(*args, check_ok=True, without_env=("JAX_COMPILATION_CACHE_DIR",))
+    assert entries and "compilation cache hit" not in first.stderr
+    second = run_cli(*args, check_ok=True, env_changes=OWN_CACHE_ENV)
+    assert "Persistent compilation cache hit" in second.stderr
     assert second.stdout == first.stdout
-    assert sorted(path.name for path in cache.iterdir()) == entries
+    assert sorted(path.name for path in cache.iterdir()) == entries  # nothing compiled afresh
 
 
 @pytest.fixture
