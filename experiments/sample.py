@@ -26,7 +26,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     f = flags.FLAGS
-    enable_compilation_cache(flags.FLAGS.compilation_cache)
+    enable_compilation_cache(f.compilation_cache)
     with user_errors_as_messages("sample"):
         run = load_run(f.workdir)
         print(continue_text(run, f.prompt, f.num_tokens, temperature=f.temperature,
