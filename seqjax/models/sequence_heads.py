@@ -52,6 +52,8 @@ class RecurrentEncoder(nn.Module):
 
     ``D = hidden_size`` (``2 * hidden_size`` bidirectional, forward half first). The summary
     is ``h`` of the top layer's final carry (both directions' for bidirectional).
+    ``full_length=True`` (every sequence fills the window, as in the long-range memory
+    tasks) runs forward layers through the fused BPTT path, which needs no lengths.
     """
 
     cell: str
@@ -60,6 +62,7 @@ class RecurrentEncoder(nn.Module):
     embed_size: int = 32
     num_layers: int = 1
     direction: str = "forward"
+    full_length: bool = False
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
@@ -72,10 +75,11 @@ class RecurrentEncoder(nn.Module):
                 )(states, seq_lengths=lengths)
                 summary = jnp.concatenate([output(forward), output(backward)], axis=-1)
             else:
+                fused = self.full_length and self.direction == "forward"
                 carry, states = Recurrent(
                     self.cell, self.hidden_size, reverse=self.direction == "backward",
-                    name=f"layer_{index}",
-                )(states, seq_lengths=lengths)
+                    fused=fused, name=f"layer_{index}",
+                )(states, seq_lengths=None if fused else lengths)
                 summary = output(carry)
         return states, summary
 
@@ -219,10 +223,11 @@ class ManyToMany(nn.Module):
         return nn.Dense(self.output_size, name="head")(states)
 
 
-def encoder_from_config(model_config, vocab_size, max_length):
+def encoder_from_config(model_config, vocab_size, max_length, full_length=False):
     """The encoder of ``model_config.kind`` (``elman | lstm | gru | transformer``).
 
-    ``vocab_size=None`` for real-valued inputs; ``max_length`` sizes learned positions.
+    ``vocab_size=None`` for real-valued inputs; ``max_length`` sizes learned positions;
+    ``full_length``: every sequence is ``max_length`` long (recurrent encoders then run fused).
     """
     if model_config.kind == "transformer":
         return TransformerEncoder(
@@ -234,7 +239,7 @@ def encoder_from_config(model_config, vocab_size, max_length):
     return RecurrentEncoder(
         cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=vocab_size,
         embed_size=model_config.embed_size, num_layers=model_config.num_layers,
-        direction=model_config.direction,
+        direction=model_config.direction, full_length=full_length,
     )
 
 
@@ -242,6 +247,7 @@ def sequence_model_from_config(model_config, task):
     """A :class:`ManyToOne` (classification, regression) or :class:`ManyToMany` (tagging) model
     for ``task`` (a :class:`seqjax.tasks.Task`) with the encoder of ``model_config``."""
     vocab_size = len(task.input_vocabulary) if task.input_vocabulary is not None else None
-    encoder = encoder_from_config(model_config, vocab_size, task.max_input_length)
+    encoder = encoder_from_config(model_config, vocab_size, task.max_input_length,
+                                  task.full_length)
     head = ManyToMany if task.kind == "tagging" else ManyToOne
     return head(encoder=encoder, output_size=task.num_outputs)

@@ -13,7 +13,13 @@ bracket_depth          tagging         per parenthesis: the nesting depth after 
 reverse                seq2seq         the string reversed
 sort                   seq2seq         the digits sorted
 number_words           seq2seq         the digits of a spelled-out number
+adding                 regression      the sum of the two marked values of a long sequence
+copy_memory            tagging         10 symbols, recalled after a delay of ``T`` blanks
+temporal_xor           tagging         the next bit of a stream of ``(a, b, a XOR b)``
 =====================  ==============  ===================================================
+
+The last three are the long-range memory benchmarks (:mod:`seqjax.tasks.memory`); they are
+not in the small-budget task table (``LONG_RANGE_TASKS``).
 
 ``get_task(name, **options)`` builds one; each builder's docstring gives its options and
 its chance-level baseline (measured by :func:`seqjax.tasks.baselines.chance_baseline`).
@@ -22,7 +28,7 @@ its chance-level baseline (measured by :func:`seqjax.tasks.baselines.chance_base
 import inspect
 
 from seqjax.errors import ConfigError
-from seqjax.tasks import classification, regression, tagging, translation
+from seqjax.tasks import classification, memory, regression, tagging, translation
 from seqjax.tasks.task import KINDS, Task, TaskBatch
 
 TASKS = {
@@ -36,7 +42,11 @@ TASKS = {
     "reverse": translation.reverse,
     "sort": translation.sort,
     "number_words": translation.number_words,
+    "adding": memory.adding,
+    "copy_memory": memory.copy_memory,
+    "temporal_xor": memory.temporal_xor,
 }
+LONG_RANGE_TASKS = ("adding", "copy_memory", "temporal_xor")
 
 
 def get_task(name, **options):
@@ -57,4 +67,4 @@ def get_task(name, **options):
         raise ConfigError(f"task {name!r}: {error}") from None
 
 
-__all__ = ["KINDS", "TASKS", "Task", "TaskBatch", "get_task"]
+__all__ = ["KINDS", "LONG_RANGE_TASKS", "TASKS", "Task", "TaskBatch", "get_task"]

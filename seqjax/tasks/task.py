@@ -44,6 +44,7 @@ class Task:
     real-valued inputs of ``input_features`` features. ``num_outputs``: classes
     (classification, tagging), 1 (regression), or the output vocabulary size (seq2seq).
     ``chance`` documents the chance-level baseline that :mod:`seqjax.tasks.baselines` measures.
+    ``full_length``: every example fills ``max_input_length`` (no padding at all).
     """
 
     name: str
@@ -56,6 +57,7 @@ class Task:
     input_features: int = 0
     output_vocabulary: Vocabulary | None = None
     max_target_length: int = 1
+    full_length: bool = False
 
     def training_batch(self, seed, step, batch_size):
         """Training batch ``step`` of a run seeded ``seed``: a pure function of its arguments."""

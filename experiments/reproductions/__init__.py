@@ -1,0 +1,23 @@
+"""The lecture's claims, reproduced: one command each, writing JSON and a PNG into its workdir.
+
+=======================  ===============================================================
+module                   claim (source)
+=======================  ===============================================================
+``elman_xor``            error is low only on every third bit of temporal XOR (Elman 1990)
+``vanishing_gradients``  ``||dh_T/dh_k||`` decays exponentially for a plain RNN with
+                         ``sigma_max(W_h) < 1``; gates keep it alive (Pascanu et al. 2013)
+``long_range_memory``    adding and copy-memory problems: the plain RNN stays at the
+                         memoryless baseline at long delays, LSTM/GRU beat it (Arjovsky
+                         et al. 2016)
+``gated_vs_plain``       gated cells beat the tanh RNN at equal parameter counts, GRU and
+                         LSTM are close (Chung et al. 2014); the n-gram floor beside them
+``rnn_vs_transformer``   Transformers use parameters and long contexts better than LSTMs
+                         (Kaplan et al. 2020, Fig. 7)
+=======================  ===============================================================
+
+Every command takes ``--workdir`` and ``--budget``: ``cpu`` (minutes on a 2-core CPU, the
+default), ``gpu`` (the longer runs the papers' results need) or ``tiny`` (seconds, for the
+tests). Training runs live in sub-folders of the workdir and resume like any
+``experiments.train`` run, so a rerun only redraws the figure. The committed figures and
+their numbers are in ``docs/reproductions.md``.
+"""

@@ -1,0 +1,94 @@
+"""What the language-model reproductions share: configs, parameter counts, the n-gram floor.
+
+``gated_vs_plain.py`` and ``rnn_vs_transformer.py`` train character-level language models
+through :func:`seqjax.train.train_and_evaluate` (each run in its own sub-folder, resumable),
+and compare them with the count n-gram model of :mod:`seqjax.models.ngram`.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from experiments.configs.defaults import base_config, transformer_model
+from seqjax.language_data import prepare_language_data
+from seqjax.metrics_log import read_metrics
+from seqjax.models import build_model
+from seqjax.models.ngram import NGramLM
+from seqjax.train import train_and_evaluate
+
+# Top-level parameter groups that are (un)embeddings: the token table, positions, the
+# vocabulary-sized read-out (tied to the token table in the Transformer).
+EMBEDDING_GROUPS = ("embed", "head", "token_embedding", "position_embedding")
+NGRAM_GRID = {"orders": (1, 2, 3, 4, 5, 6), "ks": (1.0, 0.1, 0.01)}
+
+
+def lm_config(settings, model):
+    """A character-level LM config: the budget's data and schedule, the given ``model`` section."""
+    config = base_config()
+    config.data.corpus = settings["corpus"]
+    config.data.batching = "random"  # the same windows for every model, state reset per window
+    for key in ("num_steps", "batch_size", "seq_len", "eval_every"):
+        config[key] = settings[key]
+    config.log_every = config.eval_every
+    config.checkpoint_every = config.eval_every
+    config.eval_batches = settings.get("eval_batches", 0)
+    config.optim.warmup_steps = min(100, config.num_steps // 10)
+    config.progress_bar = False
+    config.model = model
+    return config
+
+
+def recurrent_model(kind, hidden_size, embed_size):
+    model = base_config().model
+    model.kind, model.hidden_size, model.embed_size = kind, hidden_size, embed_size
+    return model
+
+
+def transformer(num_layers, width):
+    return transformer_model(num_layers=num_layers, num_heads=max(1, width // 32), width=width)
+
+
+def parameter_counts(config, vocab_size):
+    """``(total, non_embedding)`` parameter counts of ``config.model`` (no compilation)."""
+    model = build_model(config.model, vocab_size, config.seq_len)
+    tokens = jnp.zeros((1, config.seq_len), jnp.int32)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, model.initial_carry(1))
+    sizes = {group: sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+             for group, tree in shapes["params"].items()}
+    return sum(sizes.values()), sum(n for g, n in sizes.items() if g not in EMBEDDING_GROUPS)
+
+
+def matched_hidden_size(settings, kind, target_total, vocab_size):
+    """The recurrent width whose total parameter count is closest to ``target_total``."""
+    def distance(hidden_size):
+        config = lm_config(settings, recurrent_model(kind, hidden_size, settings["embed_size"]))
+        return abs(parameter_counts(config, vocab_size)[0] - target_total)
+
+    low, high = 1, 4096
+    while high - low > 1:  # the count grows with the width
+        middle = (low + high) // 2
+        low, high = (middle, high) if distance(middle) > distance(middle + 1) else (low, middle)
+    return min((low, high), key=distance)
+
+
+def train_lm(config, run_dir):
+    """Train (or resume, or reuse) ``config`` in ``run_dir``; its validation records."""
+    train_and_evaluate(config, run_dir)
+    return [r for r in read_metrics(run_dir) if "val_loss" in r]
+
+
+def language_data(settings, run_dir):
+    """The token splits and tokenizer of a run (the same for every model of a reproduction)."""
+    config = lm_config(settings, recurrent_model("lstm", 8, 8))
+    return prepare_language_data(config.data, run_dir, config.batch_size * config.seq_len + 1)
+
+
+def ngram_floor(data, grid=NGRAM_GRID):
+    """``{"order", "k", "val_loss", "table"}``: the best add-k n-gram of ``grid`` on the
+    validation split (chosen on it, so a floor that flatters the count model)."""
+    vocab_size = data.tokenizer.vocab_size
+    table = [{"order": n, "k": k,
+              "val_loss": NGramLM.fit(data.train_tokens, n, vocab_size, k).loss(data.val_tokens)}
+             for n in grid["orders"] for k in grid["ks"]]
+    return {**min(table, key=lambda row: row["val_loss"]), "table": table}

@@ -1,0 +1,62 @@
+"""The language-model reproductions, Elman's XOR and the command line, at the tiny budget.
+
+(The long-range memory ones are in ``test_reproductions_memory.py``, so that the two files
+run on different test workers.)
+"""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from experiments.reproductions.command import reproduce
+from experiments.reproductions.replot import replot
+
+REPO = Path(__file__).parents[1]
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def run_tiny(name, workdir):
+    """Run reproduction ``name`` in-process at the tiny budget; check its files; its results."""
+    module = importlib.import_module(f"experiments.reproductions.{name}")
+    report = reproduce(module, workdir, "tiny")
+    assert json.loads((workdir / f"{name}.json").read_text()) == json.loads(json.dumps(report))
+    assert (workdir / f"{name}.png").stat().st_size > 10_000
+    assert report["budget"] == "tiny" and report["environment"]["processor"]
+    return report["results"]
+
+
+def test_gated_vs_plain_matches_parameter_counts(tmp_path):
+    results = run_tiny("gated_vs_plain", tmp_path)
+    counts = [results[cell]["parameters"] for cell in ("elman", "gru", "lstm")]
+    assert max(counts) / min(counts) < 1.05
+    assert results["ngram_floor"]["val_loss"] > 0 and len(results["ngram_floor"]["table"]) == 18
+
+
+def test_rnn_vs_transformer_and_replot(tmp_path):
+    results = run_tiny("rnn_vs_transformer", tmp_path)
+    assert len(results["runs"]) == 4
+    assert [len(losses) for losses in results["per_position_loss"].values()] == [16, 16]
+    redrawn = replot(tmp_path / "rnn_vs_transformer.json", tmp_path / "redrawn.png")
+    assert Path(redrawn).stat().st_size > 10_000
+
+
+def test_elman_xor_from_the_command_line_and_its_errors(tmp_path):
+    command = [sys.executable, "-m", "experiments.reproductions.elman_xor", "--budget=tiny",
+               f"--workdir={tmp_path}"]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "elman_xor.png").stat().st_size > 10_000
+    report = json.loads((tmp_path / "elman_xor.json").read_text())
+    errors = np.asarray(report["results"]["by_hidden_size"]["2"]["rms_error_by_position"])
+    assert report["budget"] == "tiny" and errors.shape == (12,) and np.all((errors > 0) & (errors < 1))
+    bad = subprocess.run(command[:3] + ["--budget=huge", f"--workdir={tmp_path}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("elman_xor: error:")
+    replot_missing = subprocess.run(
+        [sys.executable, "-m", "experiments.reproductions.replot", str(tmp_path / "nothing.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert replot_missing.returncode == 1 and "is not a reproduction report" in replot_missing.stderr
