@@ -5,10 +5,9 @@ of this file; ``tests/test_notebooks.py`` checks the committed ``.ipynb`` is thi
 output. Run ``python notebooks/build_01_char_language_model.py`` after editing a cell.
 """
 
-import textwrap
 from pathlib import Path
 
-import nbformat
+import notebook_format  # notebooks/notebook_format.py, beside this file
 
 NOTEBOOK_PATH = Path(__file__).with_name("01_char_language_model.ipynb")
 
@@ -356,27 +355,10 @@ CELLS = [
 ]
 
 
-def build_notebook():
-    """The notebook as an ``nbformat`` node, with stable cell ids and no outputs."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
-    for index, (kind, source) in enumerate(CELLS):
-        new_cell = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
-        cell = new_cell(textwrap.dedent(source).strip("\n"))
-        cell.id = f"cell-{index:02d}"
-        notebook.cells.append(cell)
-    nbformat.validate(notebook)
-    return notebook
-
-
 def notebook_text():
     """The ``.ipynb`` file's exact contents."""
-    return nbformat.writes(build_notebook()) + "\n"
+    return notebook_format.notebook_text(CELLS)
 
 
 if __name__ == "__main__":
-    NOTEBOOK_PATH.write_text(notebook_text(), encoding="utf-8")
-    print("wrote", NOTEBOOK_PATH)
+    notebook_format.write_notebook(NOTEBOOK_PATH, CELLS)

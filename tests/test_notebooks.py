@@ -20,7 +20,8 @@ NOTEBOOKS_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 BUILDERS = sorted(NOTEBOOKS_DIR.glob("build_*.py"))
 LOSS_LINE = re.compile(r"loss: first (\d+\.\d+) -> last (\d+\.\d+)")
-TRAINING_NOTEBOOKS = {"01_char_language_model.ipynb"}
+TRAINING_NOTEBOOKS = {"01_char_language_model.ipynb", "03_long_range_memory.ipynb",
+                      "04_attention_and_transformers.ipynb"}
 TINY_BUDGET = {
     "SEQJAX_NOTEBOOK_STEPS": "30",
     "SEQJAX_NOTEBOOK_BATCH_SIZE": "8",
@@ -28,6 +29,8 @@ TINY_BUDGET = {
     "SEQJAX_NOTEBOOK_EMBED_SIZE": "16",
     "SEQJAX_NOTEBOOK_HIDDEN_SIZE": "64",
     "SEQJAX_NOTEBOOK_SAMPLE_TOKENS": "20",
+    "SEQJAX_NOTEBOOK_MODELS": "gru",  # 03: one model per task (each run compiles for seconds)
+    "SEQJAX_NOTEBOOK_SIZES_PER_FAMILY": "1",  # 05: one LSTM, one Transformer (compiles dominate)
     "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",  # tiny programs: compiling fast beats running fast
 }
 KERNEL_TIMEOUT_S = 300
@@ -41,6 +44,12 @@ def _printed_text(notebook):
         for cell in notebook.cells if cell.cell_type == "code"
         for output in cell.outputs if output.output_type == "stream"
     )
+
+
+def _shows_a_png(notebook):
+    """Whether a code cell displayed a PNG image."""
+    return any("image/png" in output.get("data", {}) for cell in notebook.cells
+               if cell.cell_type == "code" for output in cell.outputs)
 
 
 def _execute(path, monkeypatch, output_dir):
@@ -90,7 +99,8 @@ def test_committed_notebook_has_no_outputs(path):
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda path: path.name)
-def test_committed_notebook_is_its_builders_output(builder):
+def test_committed_notebook_is_its_builders_output(builder, monkeypatch):
+    monkeypatch.syspath_prepend(str(NOTEBOOKS_DIR))  # the builders import notebook_format.py
     spec = importlib.util.spec_from_file_location(builder.stem, builder)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -113,7 +123,38 @@ def test_notebook_runs_and_its_loss_falls(path, run_notebook):
 def test_char_language_model_notebook_plots_and_samples(run_notebook):
     notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "01_char_language_model.ipynb")
     assert (output_dir / "01_char_language_model_loss.png").stat().st_size > 0
-    assert any("image/png" in output.get("data", {}) for cell in notebook.cells
-               if cell.cell_type == "code" for output in cell.outputs)
+    assert _shows_a_png(notebook)
     printed = _printed_text(notebook)
     assert "--- temperature 0.5 ---" in printed and "--- temperature 1.0 ---" in printed
+
+
+def test_notebook_02_vanishing_gradients_plots(run_notebook):
+    notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "02_vanishing_gradients.ipynb")
+    for name in ("02_vanishing_gradients_at_init.png", "02_vanishing_gradients_trained.png"):
+        assert (output_dir / name).stat().st_size > 0
+    assert _shows_a_png(notebook)
+    assert "max |hand - jax.grad| over every term" in _printed_text(notebook)
+
+
+def test_notebook_03_long_range_memory_plots(run_notebook):
+    notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "03_long_range_memory.ipynb")
+    for name in ("03_adding_example.png", "03_adding.png", "03_copy_memory.png"):
+        assert (output_dir / name).stat().st_size > 0
+    assert _shows_a_png(notebook)
+
+
+def test_notebook_04_attention_plots_and_samples(run_notebook):
+    notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "04_attention_and_transformers.ipynb")
+    for name in ("04_softmax_saturation.png", "04_attention_and_transformers_loss.png",
+                 "04_attention_map.png"):
+        assert (output_dir / name).stat().st_size > 0
+    assert _shows_a_png(notebook)
+    printed = _printed_text(notebook)
+    assert "--- temperature 0.5 ---" in printed and "--- temperature 1.0 ---" in printed
+
+
+def test_notebook_05_rnn_vs_transformer_plots(run_notebook):
+    notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "05_rnn_vs_transformer.ipynb")
+    for name in ("05_loss_vs_parameters.png", "05_per_position_loss.png"):
+        assert (output_dir / name).stat().st_size > 0
+    assert _shows_a_png(notebook)

@@ -25,3 +25,15 @@ def test_quick_start_test_command_is_what_ci_runs():
     assert "experiments.train" in install_and_run
     ci_script = (REPO / ".ci" / "run").read_text()
     assert install_and_test in ci_script
+
+
+def test_reproduction_commands_and_committed_figures_exist():
+    docs = (REPO / "docs" / "reproductions.md").read_text()
+    for text in (README, docs):
+        modules = set(re.findall(r"python -m experiments\.reproductions\.(\w+)", text))
+        assert len(modules) >= 6
+        for module in modules:
+            assert (REPO / "experiments" / "reproductions" / f"{module}.py").exists(), module
+        for figure in re.findall(r"figures/(\w+)\.png", text):
+            for suffix in (".png", ".json"):  # every committed figure has its report beside it
+                assert (REPO / "docs" / "figures" / f"{figure}{suffix}").exists(), figure + suffix
