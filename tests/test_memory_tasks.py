@@ -90,3 +90,17 @@ def test_full_length_encoder_runs_fused_and_computes_the_same(cell):
         np.testing.assert_allclose(*encoder_output, rtol=1e-5, atol=1e-6)
     grads = [jax.grad(loss, argnums=1)(e, params) for e in (masked, fused)]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *grads)
+
+
+def test_temporal_xor_baselines_the_rule_and_the_coin():
+    batch = get_task("temporal_xor", length=36, aligned=True).held_out_set(0, 32)
+    bits = batch.inputs[..., 0].astype(int)
+    knows_the_rule = np.full((32, 36, 2), 0.5, np.float32)
+    xor_steps = np.arange(36) % 3 == 1  # input t is a triple's 2nd bit: bit t + 1 is their XOR
+    predicted = bits[:, 0:-1:3] ^ bits[:, 1::3]
+    knows_the_rule[:, xor_steps] = np.eye(2, dtype=np.float32)[predicted]
+    loss, metrics = tagging_objective(jnp.log(jnp.asarray(knows_the_rule) + 1e-30), batch)
+    assert float(loss) == pytest.approx(2 / 3 * math.log(2), rel=1e-5)
+    np.testing.assert_array_equal(batch.targets[:, xor_steps], predicted)
+    coin, _ = tagging_objective(jnp.zeros((32, 36, 2)), batch)
+    assert float(coin) == pytest.approx(math.log(2), rel=1e-5)

@@ -79,6 +79,7 @@ def log_bins(losses):
 def plot(results):
     """(a) best validation loss against non-embedding parameters; (b) per-position loss."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
     for family, color in (("lstm", "C0"), ("transformer", "C3")):
@@ -87,6 +88,7 @@ def plot(results):
         left.plot(*zip(*points), "o-", color=color, label=FAMILY_TITLES[family])
     left.set(xscale="log", xlabel="non-embedding parameters",
              ylabel="best validation loss (nats/char)", title="(a) loss vs parameters, same tokens")
+    left.xaxis.set_minor_formatter(NullFormatter())  # decade labels only
     for (label, losses), color in zip(results["per_position_loss"].items(), ("C0", "C3")):
         right.plot(*log_bins(losses), "o-", ms=3, color=color, label=label)
     right.set(xscale="log", xlabel="position in the context (characters)",
