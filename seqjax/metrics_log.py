@@ -5,6 +5,7 @@ ends with exactly the records of an uninterrupted one.
 """
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -20,6 +21,25 @@ def read_metrics(workdir):
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
+def summary_writer_class():
+    """tensorboardX's ``SummaryWriter``, imported without PyTorch.
+
+    Imported here, not at the top: only a run that writes metrics needs it. tensorboardX imports
+    PyTorch, when installed, only to accept torch tensors, which seqjax never logs; that import
+    costs ~2 s a process, so it is made to fail while tensorboardX loads (unless PyTorch is
+    already loaded).
+    """
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError while this stands
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricsLog:
     """Appends records; ``resume_step`` drops records after the step a resumed run restarts from."""
 
@@ -29,11 +49,7 @@ class MetricsLog:
         temporary = self.path.with_suffix(".jsonl.tmp")
         temporary.write_text("".join(json.dumps(r) + "\n" for r in kept))
         temporary.replace(self.path)
-        # Imported here: tensorboardX imports PyTorch when it is installed (~2 s), which every
-        # command that only reads metrics or fails early would otherwise pay.
-        from tensorboardX import SummaryWriter
-
-        self.tensorboard = SummaryWriter(str(Path(workdir) / "tensorboard"))
+        self.tensorboard = summary_writer_class()(str(Path(workdir) / "tensorboard"))
 
     def write(self, record):
         with self.path.open("a") as f:

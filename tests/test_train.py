@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -165,3 +167,13 @@ def test_best_checkpoint_of_a_run_killed_before_its_first_latest_is_recomputed(t
     train_and_evaluate(config, tmp_path / "straight")
     assert load_run(tmp_path / "run").record == load_run(tmp_path / "straight").record
     assert read_metrics(tmp_path / "run") == read_metrics(tmp_path / "straight")
+
+
+def test_metrics_log_does_not_load_pytorch(tmp_path):
+    script = ("import sys; from seqjax.metrics_log import MetricsLog; "
+              f"log = MetricsLog({str(tmp_path)!r}); log.write({{'step': 1, 'train_loss': 2.0}}); "
+              "log.close(); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "False"
+    assert any((tmp_path / "tensorboard").iterdir())

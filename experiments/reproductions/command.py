@@ -19,10 +19,15 @@ from experiments.benchmarks.environment import describe_environment
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
 
-flags.DEFINE_string("workdir", None, "Folder of the runs, the JSON report and the figure.")
-flags.DEFINE_enum("budget", "cpu", ["tiny", "cpu", "gpu"],
-                  "tiny: seconds (tests); cpu: minutes on 2 CPU cores; gpu: the full runs.")
-flags.mark_flag_as_required("workdir")
+
+
+def define_flags():
+    """``--workdir`` and ``--budget``, defined by the command line alone (another tool that a
+    test imports in the same process may define its own ``--workdir``)."""
+    flags.DEFINE_string("workdir", None, "Folder of the runs, the JSON report and the figure.")
+    flags.DEFINE_enum("budget", "cpu", ["tiny", "cpu", "gpu"],
+                      "tiny: seconds (tests); cpu: minutes on 2 CPU cores; gpu: the full runs.")
+    flags.mark_flag_as_required("workdir")
 
 
 def write_report(path, content):
@@ -65,6 +70,7 @@ def main(module):
     """The command line of a reproduction: ``python -m experiments.reproductions.NAME``."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     name = module_name(module)
+    define_flags()
 
     def command(argv):
         del argv

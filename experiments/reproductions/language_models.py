@@ -60,16 +60,23 @@ def parameter_counts(config, vocab_size):
 
 
 def matched_hidden_size(settings, kind, target_total, vocab_size):
-    """The recurrent width whose total parameter count is closest to ``target_total``."""
-    def distance(hidden_size):
-        config = lm_config(settings, recurrent_model(kind, hidden_size, settings["embed_size"]))
-        return abs(parameter_counts(config, vocab_size)[0] - target_total)
+    """The recurrent width whose total parameter count is closest to ``target_total``.
 
-    low, high = 1, 4096
-    while high - low > 1:  # the count grows with the width
-        middle = (low + high) // 2
-        low, high = (middle, high) if distance(middle) > distance(middle + 1) else (low, middle)
-    return min((low, high), key=distance)
+    A one-layer recurrent LM's count is a quadratic ``a H^2 + b H + c`` in its width ``H``
+    (gates x ``H (H + E + 1)``, the read-out ``H V``, the rest constant): read it off three
+    widths, solve for the target, and keep the better of the two neighbouring integers.
+    """
+    def count(hidden_size):
+        model = recurrent_model(kind, hidden_size, settings["embed_size"])
+        return parameter_counts(lm_config(settings, model), vocab_size)[0]
+
+    c1, c2, c3 = count(1), count(2), count(3)
+    a = (c3 - 2 * c2 + c1) / 2
+    b = c2 - c1 - 3 * a
+    c = c1 - a - b
+    root = (-b + math.sqrt(b * b - 4 * a * (c - target_total))) / (2 * a)
+    candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
+    return min(candidates, key=lambda hidden_size: abs(count(hidden_size) - target_total))
 
 
 def train_lm(config, run_dir):
@@ -84,11 +91,11 @@ def language_data(settings, run_dir):
     return prepare_language_data(config.data, run_dir, config.batch_size * config.seq_len + 1)
 
 
-def ngram_floor(data, grid=NGRAM_GRID):
-    """``{"order", "k", "val_loss", "table"}``: the best add-k n-gram of ``grid`` on the
-    validation split (chosen on it, so a floor that flatters the count model)."""
+def ngram_floor(data, orders=NGRAM_GRID["orders"], ks=NGRAM_GRID["ks"]):
+    """``{"order", "k", "val_loss", "table"}``: the best add-k n-gram of the grid ``orders``
+    x ``ks`` on the validation split (chosen on it, so a floor that flatters the count model)."""
     vocab_size = data.tokenizer.vocab_size
     table = [{"order": n, "k": k,
               "val_loss": NGramLM.fit(data.train_tokens, n, vocab_size, k).loss(data.val_tokens)}
-             for n in grid["orders"] for k in grid["ks"]]
+             for n in orders for k in ks]
     return {**min(table, key=lambda row: row["val_loss"]), "table": table}

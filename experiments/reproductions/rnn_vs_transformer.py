@@ -21,8 +21,8 @@ from seqjax.text_generation import load_run
 
 BUDGETS = {
     "tiny": {"corpus": "python_stdlib", "num_steps": 4, "batch_size": 2, "seq_len": 16,
-             "eval_every": 4, "eval_batches": 2, "embed_size": 8, "lstm_sizes": [8, 16],
-             "transformer_sizes": [[1, 8], [1, 16]], "per_position_windows": 2,
+             "eval_every": 4, "eval_batches": 2, "embed_size": 8, "lstm_sizes": [8],
+             "transformer_sizes": [[1, 8]], "per_position_windows": 2,
              "per_position_offsets": 2},
     "cpu": {"corpus": "tiny_shakespeare", "num_steps": 500, "batch_size": 8, "seq_len": 256,
             "eval_every": 250, "embed_size": 64, "lstm_sizes": [32, 128, 256, 416],
