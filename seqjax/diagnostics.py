@@ -23,6 +23,8 @@ still flow through the cell state ``c_{k+1..T}`` after it.
 import jax
 import jax.numpy as jnp
 
+from seqjax.cells import elman
+
 
 def _add_to_hidden(carry, delta):
     """The carry with ``delta`` added to its hidden state ``h`` (the first entry of a tuple)."""
@@ -83,8 +85,15 @@ def loss_gradient_norms(cell, params, xs, loss_of_final_hidden):
 
 def largest_singular_value(matrix):
     """``sigma_max(W)``, the spectral norm of a matrix (for a gated cell's stacked ``[kH, H]``
-    ``W_h``, of the whole stack)."""
+    ``W_h``, of the whole stack: see :func:`largest_gate_singular_value`)."""
     return jnp.linalg.norm(matrix, ord=2)
+
+
+def largest_gate_singular_value(W_h):
+    """The largest ``sigma_max`` of the ``[H, H]`` per-gate blocks of a stacked ``W_h [kH, H]``
+    (for the Elman cell, ``k = 1``: its ``sigma_max``)."""
+    blocks = W_h.reshape(W_h.shape[0] // W_h.shape[1], W_h.shape[1], W_h.shape[1])
+    return jnp.max(jnp.linalg.norm(blocks, ord=2, axis=(1, 2)))
 
 
 def with_recurrent_spectral_norm(params, sigma):
@@ -95,8 +104,6 @@ def with_recurrent_spectral_norm(params, sigma):
 
 def elman_hidden_states(params, xs, h0):
     """``[T + 1, H]``: ``h_0`` and the Elman states ``h_1..h_T`` of one sequence ``xs [T, I]``."""
-    from seqjax.cells import elman
-
     _, hs = jax.lax.scan(lambda h, x: elman.step(params, h, x), h0, xs)
     return jnp.concatenate([h0[None], hs], axis=0)
 
@@ -110,8 +117,6 @@ def elman_bptt_terms(params, xs, dL_dhT, h0=None):
     ``(dL/da_k) h_{k-1}^T`` with ``dL/da_k = (1 - h_k^2) * (dh_T/dh_k)^T dL/dh_T``.
     Their sum over ``k`` is ``dL/dW_h`` for a loss ``L(h_T)`` with gradient ``dL_dhT [H]``.
     """
-    from seqjax.cells import elman
-
     h0 = elman.initial_carry(params) if h0 is None else h0
     states = elman_hidden_states(params, xs, h0)
     jacobians = hidden_jacobians(elman, params, xs, h0)  # [T, H, H]: dh_T/dh_k

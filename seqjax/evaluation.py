@@ -35,12 +35,14 @@ def per_position_loss(model, params, tokens, *, batch_size, seq_len, max_windows
 
     The windows are those of :func:`seqjax.train.evaluate` (``batch_size`` contiguous
     streams cut into ``seq_len`` windows; ``max_windows > 0`` keeps the first ones).
-    ``num_offsets > 1`` adds the windows cut the same way from ``tokens[o * s:]``,
-    ``s = ceil(seq_len / num_offsets)``, ``o = 1 .. num_offsets - 1``: every position then
-    averages about ``num_offsets`` times as many windows of the same text.
+    ``num_offsets > 1`` adds the windows cut the same way from ``tokens[o * seq_len //
+    num_offsets:]``, ``o = 1 .. num_offsets - 1``: every position then averages about
+    ``num_offsets`` times as many windows of the same text.
     """
+    if not 1 <= num_offsets <= seq_len:
+        raise ValueError(f"num_offsets must be in [1, seq_len={seq_len}], got {num_offsets}")
     total, count = np.zeros(seq_len), 0
-    for offset in range(0, seq_len, -(-seq_len // num_offsets)):
+    for offset in (o * seq_len // num_offsets for o in range(num_offsets)):
         shifted = tokens[offset:]
         num_windows = num_stream_windows(len(shifted), batch_size, seq_len)
         if max_windows:
@@ -50,4 +52,6 @@ def per_position_loss(model, params, tokens, *, batch_size, seq_len, max_windows
                                                 step=k)
             total += np.asarray(_window_position_losses(model, params, inputs, targets), np.float64)
         count += num_windows * batch_size
+    if not count:
+        raise ValueError(f"{len(tokens)} tokens hold no window of {batch_size} x {seq_len + 1}")
     return total / count

@@ -76,6 +76,13 @@ def check_task_config(config, task):
         _check_choice(model.direction, DIRECTIONS, "model.direction")
         if task.kind == "seq2seq":
             _check_choice(model.attention, ATTENTIONS, "model.attention")
+    sees_later_inputs = model.kind == "transformer" or model.get("direction") != "forward"
+    if task.causal and sees_later_inputs:
+        raise ConfigError(
+            f"task {task.name!r} predicts the next input, which a {model.kind} encoder with "
+            f"direction={model.get('direction')!r} can read: use an elman, lstm or gru model "
+            "with config.model.direction=forward"
+        )
     if not 0.0 <= model.dropout < 1.0:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {model.dropout!r}")
     if config.eval_beam_size < 0:

@@ -62,3 +62,12 @@ def test_offsets_add_the_windows_of_the_shifted_text():
     windows = [((len(t) // BATCH) - 1) // SEQ_LEN for t in (TOKENS, TOKENS[SEQ_LEN // 2:])]
     expected = (first * windows[0] + second * windows[1]) / sum(windows)
     np.testing.assert_allclose(both, expected, rtol=1e-6)
+
+
+def test_offsets_out_of_range_are_refused():
+    config = tiny_config("unused", "elman", batch_size=BATCH, seq_len=SEQ_LEN)
+    model, params = model_and_params(config)
+    for num_offsets in (0, SEQ_LEN + 1):
+        with pytest.raises(ValueError, match="num_offsets must be in"):
+            per_position_loss(model, params, TOKENS, batch_size=BATCH, seq_len=SEQ_LEN,
+                              num_offsets=num_offsets)

@@ -14,9 +14,11 @@ import types
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from experiments.reproductions.command import module_name, reproduce
+from experiments.reproductions.command import claim_workdir, module_name, reproduce
 from experiments.reproductions.replot import replot
+from seqjax.errors import ConfigError
 
 REPO = Path(__file__).parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -69,3 +71,13 @@ def test_module_name_of_a_reproduction_run_as_main():
     module = types.ModuleType("__main__")
     module.__spec__ = importlib.util.find_spec("experiments.reproductions.adding")
     assert module_name(module) == "adding"
+
+
+def test_a_workdir_keeps_its_budget_and_must_be_a_folder(tmp_path):
+    claim_workdir(tmp_path / "runs", "tiny")
+    claim_workdir(tmp_path / "runs", "tiny")  # the same budget again: fine
+    with pytest.raises(ConfigError, match="holds runs of --budget=tiny; use another --workdir"):
+        claim_workdir(tmp_path / "runs", "gpu")
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot use --workdir="):
+        claim_workdir(tmp_path / "file", "cpu")

@@ -145,8 +145,20 @@ def test_every_task_config_file_builds_with_every_preset(task):
     for preset in presets:
         config = module.get_config(preset)
         assert config.task == task and config.model.kind == parse_preset(preset)[0]
+        if task_from_config(config).causal and config.model.kind == "transformer":
+            with pytest.raises(ConfigError, match="predicts the next input"):
+                check_task_config(config, task_from_config(config))
+            continue
         check_task_config(config, task_from_config(config))
         assert json.loads(config.to_json())["task_options"] == dict(config.task_options)
+
+
+def test_a_causal_task_refuses_encoders_that_see_later_inputs():
+    config = importlib.import_module("experiments.configs.tasks.temporal_xor").get_config("gru")
+    check_task_config(config, task_from_config(config))
+    config.model.direction = "bidirectional"
+    with pytest.raises(ConfigError, match="direction=forward"):
+        check_task_config(config, task_from_config(config))
 
 
 def test_bad_preset_names_the_choices():

@@ -6,9 +6,9 @@ module                   claim (source)
 ``elman_xor``            error is low only on every third bit of temporal XOR (Elman 1990)
 ``vanishing_gradients``  ``||dh_T/dh_k||`` decays exponentially for a plain RNN with
                          ``sigma_max(W_h) < 1``; gates keep it alive (Pascanu et al. 2013)
-``long_range_memory``    adding and copy-memory problems: the plain RNN stays at the
-                         memoryless baseline at long delays, LSTM/GRU beat it (Arjovsky
-                         et al. 2016)
+``adding``,             adding and copy-memory problems: the plain RNN stays at the
+``copy_memory``          memoryless baseline at long delays, LSTM/GRU beat it (Arjovsky
+                         et al. 2016); shared code in ``long_range_memory``
 ``gated_vs_plain``       gated cells beat the tanh RNN at equal parameter counts, GRU and
                          LSTM are close (Chung et al. 2014); the n-gram floor beside them
 ``rnn_vs_transformer``   Transformers use parameters and long contexts better than LSTMs

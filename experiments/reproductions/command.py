@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from experiments.benchmarks.environment import describe_environment
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
+from seqjax.errors import ConfigError
 
 
 
@@ -38,6 +39,7 @@ def write_report(path, content):
 
 
 def save_figure(figure, path):
+    """Write a matplotlib ``figure`` as a PNG and free it."""
     figure.savefig(path, dpi=120, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
@@ -50,10 +52,27 @@ def module_name(module):
     return (spec.name if spec else module.__name__).rpartition(".")[2]
 
 
+def claim_workdir(workdir, budget):
+    """Create ``workdir`` and mark it with ``budget``; a workdir holding another budget's runs
+    (which would be resumed under the wrong settings) or a file is a :class:`ConfigError`."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot use --workdir={workdir}: {error.strerror or error}; "
+                          "give a folder path") from None
+    marker = workdir / "budget.txt"
+    if marker.exists() and marker.read_text().strip() != budget:
+        raise ConfigError(
+            f"{workdir} holds runs of --budget={marker.read_text().strip()}; use another "
+            f"--workdir for --budget={budget}"
+        )
+    marker.write_text(budget + "\n")
+
+
 def reproduce(module, workdir, budget):
     """Run one reproduction in ``workdir``; returns the report written to ``WORKDIR/NAME.json``."""
     name, workdir = module_name(module), Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    claim_workdir(workdir, budget)
     start = time.time()
     results = module.run(workdir, module.BUDGETS[budget])
     report = {"reproduction": name, "claim": module.CLAIM, "budget": budget,

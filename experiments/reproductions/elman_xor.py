@@ -108,6 +108,7 @@ def errors_of_one_size(workdir, hidden_size, settings):
 
 
 def run(workdir, settings):
+    """Per hidden size, every seed's network trained and scored as Elman's Fig. 3."""
     return {"by_hidden_size": {str(size): errors_of_one_size(workdir, size, settings)
                                for size in settings["hidden_sizes"]}}
 

@@ -63,6 +63,7 @@ def plot(results):
 
 
 def run(workdir, settings):
+    """The three matched cells trained on the same batches, and the n-gram floor."""
     data = lm.language_data(settings, workdir / "data")
     results = {}
     for cell, model in matched_models(settings, data.tokenizer.vocab_size).items():

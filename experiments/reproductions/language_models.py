@@ -5,6 +5,7 @@ through :func:`seqjax.train.train_and_evaluate` (each run in its own sub-folder,
 and compare them with the count n-gram model of :mod:`seqjax.models.ngram`.
 """
 
+import dataclasses
 import math
 
 import jax
@@ -40,12 +41,14 @@ def lm_config(settings, model):
 
 
 def recurrent_model(kind, hidden_size, embed_size):
+    """The ``model`` section of a one-layer recurrent LM."""
     model = base_config().model
     model.kind, model.hidden_size, model.embed_size = kind, hidden_size, embed_size
     return model
 
 
 def transformer(num_layers, width):
+    """The ``model`` section of a Transformer LM with heads of width 32."""
     return transformer_model(num_layers=num_layers, num_heads=max(1, width // 32), width=width)
 
 
@@ -94,8 +97,10 @@ def language_data(settings, run_dir):
 def ngram_floor(data, orders=NGRAM_GRID["orders"], ks=NGRAM_GRID["ks"]):
     """``{"order", "k", "val_loss", "table"}``: the best add-k n-gram of the grid ``orders``
     x ``ks`` on the validation split (chosen on it, so a floor that flatters the count model)."""
-    vocab_size = data.tokenizer.vocab_size
-    table = [{"order": n, "k": k,
-              "val_loss": NGramLM.fit(data.train_tokens, n, vocab_size, k).loss(data.val_tokens)}
-             for n in orders for k in ks]
+    table = []
+    for order in orders:  # counted once per order; k only changes the smoothing
+        counted = NGramLM.fit(data.train_tokens, order, data.tokenizer.vocab_size)
+        table += [{"order": order, "k": k,
+                   "val_loss": dataclasses.replace(counted, k=k).loss(data.val_tokens)}
+                  for k in ks]
     return {**min(table, key=lambda row: row["val_loss"]), "table": table}

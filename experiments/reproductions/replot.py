@@ -18,6 +18,8 @@ def replot(report_path, out_path=None):
     """Draw ``report_path``'s figure into ``out_path`` (default: the same name, ``.png``)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     report = json.loads(Path(report_path).read_text())
+    if not isinstance(report, dict):
+        raise KeyError("reproduction")
     module = importlib.import_module(f"experiments.reproductions.{report['reproduction']}")
     from experiments.reproductions.command import save_figure
 

@@ -49,6 +49,7 @@ def model_sections(settings):
 
 
 def train_family_member(settings, family, model, run_dir, vocab_size):
+    """Train one model at its family's learning rate; its parameter count and losses."""
     config = lm.lm_config(settings, model)
     config.optim.learning_rate = LEARNING_RATES[family]
     config.optim.end_learning_rate = LEARNING_RATES[family] / 10
@@ -58,6 +59,7 @@ def train_family_member(settings, family, model, run_dir, vocab_size):
 
 
 def position_losses(settings, run_dir, val_tokens):
+    """``[seq_len]`` per-position validation loss of the best checkpoint in ``run_dir``."""
     run = load_run(run_dir)
     return per_position_loss(run.model, run.params, val_tokens, batch_size=settings["batch_size"],
                              seq_len=settings["seq_len"], max_windows=settings["per_position_windows"],
@@ -100,17 +102,18 @@ def plot(results):
 
 
 def run(workdir, settings):
+    """Every size of both families trained, then the largest pair's per-position loss."""
     data = lm.language_data(settings, workdir / "data")
     runs = {}
     for family, label, model in model_sections(settings):
-        run_dir = workdir / label.replace(" ", "_").replace("=", "")
-        runs[label] = {"family": family, "run_dir": str(run_dir),
-                       **train_family_member(settings, family, model, run_dir,
+        run_name = label.replace(" ", "_").replace("=", "")
+        runs[label] = {"family": family, "run_dir": run_name,  # relative to the workdir
+                       **train_family_member(settings, family, model, workdir / run_name,
                                              data.tokenizer.vocab_size)}
     largest = [max((item for item in runs.items() if item[1]["family"] == family),
                    key=lambda item: item[1]["non_embedding_parameters"])
                for family in FAMILY_TITLES]
-    positions = {label: position_losses(settings, run["run_dir"], data.val_tokens).tolist()
+    positions = {label: position_losses(settings, workdir / run["run_dir"], data.val_tokens).tolist()
                  for label, run in largest}
     return {"runs": runs, "per_position_loss": positions}
 

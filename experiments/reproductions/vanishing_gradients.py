@@ -56,8 +56,12 @@ def norms_at_init(inputs, hidden_size):
 
 
 def trained_norms(run_dir, inputs, targets):
-    """``(||dh_T/dh_k||, ||dL_T/dh_k||, sigma_max(W_h))`` of a trained adding-problem model."""
+    """``(||dh_T/dh_k||, ||dL_T/dh_k||, sigma_max)`` of a trained adding-problem model, with
+    ``sigma_max`` the largest of its per-gate ``W_h`` blocks'."""
     config, _, _, params = load_task_run(run_dir)
+    if config.model.num_layers != 1:
+        raise ValueError(f"{run_dir} holds a {config.model.num_layers}-layer model; the "
+                         "diagnostics here read a one-layer encoder")
     cell, encoder = get_cell(config.model.kind), params["encoder"]
     projection = encoder["input"]["project"]
     xs = inputs @ projection["kernel"] + projection["bias"]  # the model's embedding of the inputs
@@ -65,7 +69,7 @@ def trained_norms(run_dir, inputs, targets):
     loss = lambda h_T: jnp.mean((h_T @ head["kernel"][:, 0] + head["bias"][0] - targets) ** 2)
     return (np.asarray(diagnostics.jacobian_norms(cell, cell_params, xs)).mean(0),
             np.asarray(diagnostics.loss_gradient_norms(cell, cell_params, xs, loss)).mean(0),
-            float(diagnostics.largest_singular_value(cell_params["W_h"])))
+            float(diagnostics.largest_gate_singular_value(cell_params["W_h"])))
 
 
 def plot(results):
@@ -78,7 +82,7 @@ def plot(results):
         style = next(elman_styles) if label.startswith("Elman") else "-"
         axes[0].plot(norms[::-1], style, color=COLORS[label.split(",")[0]], label=label)
     for name, trained in results["trained"].items():
-        label = f"{TITLES[name]} (sigma_max(W_h) = {trained['sigma_max_W_h']:.2f})"
+        label = f"{TITLES[name]} (largest gate sigma_max(W_h) = {trained['sigma_max_W_h']:.2f})"
         axes[1].plot(trained["jacobian_norms"][::-1], color=COLORS[TITLES[name]], label=label)
         axes[2].plot(trained["loss_gradient_norms"][::-1], color=COLORS[TITLES[name]],
                      label=TITLES[name])
@@ -92,6 +96,7 @@ def plot(results):
 
 
 def run(workdir, settings):
+    """Norms at initialization and of the cells trained on ``adding`` (reusing its runs)."""
     inputs, targets = adding_inputs(settings)
     init_curves = norms_at_init(inputs, settings["hidden_size"])
     trained = {}
@@ -103,7 +108,8 @@ def run(workdir, settings):
         "at_init": {label: norms.tolist() for label, norms in init_curves.items()},
         "trained": {name: {"jacobian_norms": j.tolist(), "loss_gradient_norms": g.tolist(),
                            "sigma_max_W_h": s} for name, (j, g, s) in trained.items()},
-        "note": "entry k-1 of each list is k = 1..T; the last entry is k = T (T - k = 0)",
+        "note": "entry k-1 of each list is k = 1..T; the last entry is k = T (T - k = 0); "
+                "sigma_max_W_h is the largest of the per-gate blocks' sigma_max",
     }
     return results
 

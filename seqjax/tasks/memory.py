@@ -128,4 +128,5 @@ def temporal_xor(length=36, aligned=False):
         return TaskBatch(bits[:, :-1, None], lengths, bits[:, 1:].astype(np.int32), lengths)
 
     return Task("temporal_xor", "tagging", generate, None, num_outputs=2, input_features=1,
-                max_input_length=length, chance="majority next bit (~0.5)", full_length=True)
+                max_input_length=length, chance="majority next bit (~0.5)", full_length=True,
+                causal=True)

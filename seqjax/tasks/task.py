@@ -45,6 +45,8 @@ class Task:
     (classification, tagging), 1 (regression), or the output vocabulary size (seq2seq).
     ``chance`` documents the chance-level baseline that :mod:`seqjax.tasks.baselines` measures.
     ``full_length``: every example fills ``max_input_length`` (no padding at all).
+    ``causal``: the target at step ``t`` is (a function of) the input at ``t + 1``, so only a
+    forward recurrent encoder, which never sees later inputs, may be trained on it.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Task:
     output_vocabulary: Vocabulary | None = None
     max_target_length: int = 1
     full_length: bool = False
+    causal: bool = False
 
     def training_batch(self, seed, step, batch_size):
         """Training batch ``step`` of a run seeded ``seed``: a pure function of its arguments."""

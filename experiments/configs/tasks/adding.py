@@ -2,7 +2,7 @@
 
 Model preset after a colon, e.g. ``--config=experiments/configs/tasks/adding.py:lstm``; the
 delay as ``--config.task_options.length=200``. The reproduction of the lecture's claim, over
-several lengths and models, is ``python -m experiments.reproductions.long_range_memory``.
+several lengths and models, is ``python -m experiments.reproductions.adding``.
 """
 
 from experiments.configs.tasks import task_config

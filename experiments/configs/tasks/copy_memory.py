@@ -2,7 +2,7 @@
 
 Model preset after a colon, e.g. ``--config=experiments/configs/tasks/copy_memory.py:gru``;
 the delay as ``--config.task_options.delay=200``. The reproduction over several delays and
-models is ``python -m experiments.reproductions.long_range_memory --task=copy_memory``.
+models is ``python -m experiments.reproductions.copy_memory``.
 """
 
 from experiments.configs.tasks import task_config
