@@ -7,8 +7,8 @@
 
 over the ``N`` validation windows that :func:`seqjax.train.evaluate` reads, each started
 afresh: a recurrent model from the zero state, a Transformer with nothing before the window.
-So ``ell(t)`` shows how much a model gains from ``t`` tokens of context (Kaplan et al.
-2020, Fig. 20 and its per-token loss), and ``mean_t ell(t)`` is the validation loss with
+So ``ell(t)`` shows how much a model gains from ``t`` tokens of context (the per-token
+loss of Kaplan et al. 2020), and ``mean_t ell(t)`` is the validation loss with
 the state reset at every window.
 """
 

@@ -21,7 +21,6 @@ from experiments.compilation_cache import enable_compilation_cache
 from seqjax.errors import ConfigError
 
 
-
 def define_flags():
     """``--workdir`` and ``--budget``, defined by the command line alone (another tool that a
     test imports in the same process may define its own ``--workdir``)."""

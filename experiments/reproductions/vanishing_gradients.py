@@ -56,8 +56,8 @@ def norms_at_init(inputs, hidden_size):
 
 
 def trained_norms(run_dir, inputs, targets):
-    """``(||dh_T/dh_k||, ||dL_T/dh_k||, sigma_max)`` of a trained adding-problem model, with
-    ``sigma_max`` the largest of its per-gate ``W_h`` blocks'."""
+    """``(||dh_T/dh_k||, ||dL_T/dh_k||, sigma_max)`` of a trained adding-problem model;
+    ``sigma_max`` is the largest over its per-gate ``W_h`` blocks."""
     config, _, _, params = load_task_run(run_dir)
     if config.model.num_layers != 1:
         raise ValueError(f"{run_dir} holds a {config.model.num_layers}-layer model; the "
