@@ -1,9 +1,10 @@
-"""Continue a prompt with a trained run's best checkpoint.
+"""Continue a prompt with a trained run's best (or latest) checkpoint.
 
     python -m experiments.sample --workdir=runs/quickstart --prompt="def " --num_tokens=200 \\
         --temperature=0.8 --top_k=20 --top_p=0.95 --seed=0
 
-``--temperature=0`` is greedy decoding.
+``--temperature=0`` is greedy decoding; ``--checkpoint=latest`` samples from the last saved
+checkpoint instead of the best one.
 """
 
 from absl import app, flags, logging
@@ -19,6 +20,8 @@ flags.DEFINE_float("temperature", 1.0, "Sampling temperature; 0 is greedy.", low
 flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens.", lower_bound=1)
 flags.DEFINE_float("top_p", None, "Nucleus sampling mass in (0, 1].", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint: the lowest "
+                  "validation loss, or the last one saved.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -28,7 +31,7 @@ def main(argv):
     f = flags.FLAGS
     enable_compilation_cache(f.compilation_cache)
     with user_errors_as_messages("sample"):
-        run = load_run(f.workdir)
+        run = load_run(f.workdir, f.checkpoint)
         print(continue_text(run, f.prompt, f.num_tokens, temperature=f.temperature,
                             top_k=f.top_k, top_p=f.top_p, seed=f.seed))
 

@@ -16,7 +16,8 @@ from absl import app, flags, logging
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
-from seqjax.task_training import task_from_config, train_task
+from seqjax.training import train_and_evaluate
+from seqjax.training.sequence_tasks import task_from_config
 from seqjax.tasks import LONG_RANGE_TASKS, TASKS, get_task
 from seqjax.tasks.baselines import chance_baseline
 
@@ -53,7 +54,7 @@ def run_row(task_name, workdir, num_steps=None):
     row = {}
     for preset in models_for(task_name):
         config = task_config(task_name, preset, num_steps)
-        record = train_task(config, f"{workdir}/{task_name}/{preset}")
+        record = train_and_evaluate(config, f"{workdir}/{task_name}/{preset}")
         task = task_from_config(config)
         metric, chance = chance_baseline(task, task.held_out_set(config.seed, config.eval_examples))
         row.update(metric=metric, chance=chance, steps=config.num_steps)

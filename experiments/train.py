@@ -9,17 +9,27 @@ Language-model runs end by printing a sample from the best checkpoint. Sequence-
 seq2seq model instead: ``--config=experiments/configs/tasks/reverse.py:gru_additive``.
 """
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
-from seqjax.task_training import train_task
 from seqjax.text_generation import continue_text, load_run
-from seqjax.train import train_and_evaluate
+from seqjax.training import distributed, train_and_evaluate
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.jsonl, tokenizer.")
+flags.DEFINE_string("coordinator_address", None, "Multi-process runs: host:port of process 0 "
+                    "(or JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Multi-process runs: how many processes (or "
+                     "JAX_NUM_PROCESSES).", lower_bound=1)
+flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, 0 to "
+                     "num_processes - 1 (or JAX_PROCESS_ID).", lower_bound=0)
+flags.DEFINE_bool("distributed", False, "Join a multi-process run that JAX detects by itself "
+                  "(SLURM, Open MPI, Cloud TPU, Kubernetes).")
+flags.DEFINE_integer("heartbeat_timeout", 60, "Multi-process runs: seconds after which the "
+                     "other processes stop when one has died.", lower_bound=1)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -30,13 +40,21 @@ def summary_line(record):
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
-    enable_compilation_cache(flags.FLAGS.compilation_cache)
+    f = flags.FLAGS
+    config, workdir = f.config, f.workdir
     with user_errors_as_messages("train"):
-        if config.get("task", "language_modeling") != "language_modeling":
-            print(f"finished: {summary_line(train_task(config, workdir))}")
+        distributed.initialize(f.coordinator_address, f.num_processes, f.process_id,
+                               auto=f.distributed, heartbeat_timeout=f.heartbeat_timeout)
+        enable_compilation_cache(f.compilation_cache)
+        record = train_and_evaluate(config, workdir)
+        if jax.process_index() != 0:
             return
-        print(f"finished: {summary_line(train_and_evaluate(config, workdir))}")
+        print(f"finished: {summary_line(record)}")
+        if config.get("task", "language_modeling") != "language_modeling":
+            return
+        if jax.process_count() > 1:
+            print(f"sample it with: python -m experiments.sample --workdir={workdir}")
+            return
         run = load_run(workdir)
         print(f"--- sample (best checkpoint, step {run.record['step']}) ---")
         print(continue_text(run, config.sample.prompt, config.sample.num_tokens,

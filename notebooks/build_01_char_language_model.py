@@ -202,7 +202,7 @@ CELLS = [
     reads `inputs = window[:-1]` and predicts `targets = window[1:]`, each character's successor.
     Batches are a pure function of `(seed, step)`, so a run is reproducible. (`stream_windows` gives
     contiguous windows instead, for carrying the hidden state from batch to batch, as
-    `seqjax.train` does.)
+    `seqjax.training` does.)
     """),
     ("code", r"""
     def training_batch(step):

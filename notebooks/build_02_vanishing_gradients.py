@@ -65,7 +65,8 @@ CELLS = [
     from experiments.reproductions.long_range_memory import baseline, memory_task_config
     from seqjax import diagnostics
     from seqjax.cells import elman, get_cell
-    from seqjax.task_training import load_task_run, train_task
+    from seqjax.training import train_and_evaluate
+    from seqjax.training.sequence_tasks import load_task_run
     from seqjax.tasks.memory import adding
     """),
     ("markdown", r"""
@@ -261,7 +262,7 @@ CELLS = [
     the sequence. The first marker is on average $3T/4$ steps before the end, so the gradient
     that would teach the model to keep it must cross that many Jacobians. Always predicting 1
     scores MSE $1/6$, the baseline to beat. We train an Elman RNN and an LSTM with
-    `seqjax.task_training.train_task`, the same loop as
+    `seqjax.training.train_and_evaluate`, the same loop as
     `python -m experiments.train --config=experiments/configs/tasks/adding.py:lstm`, on the
     budget above.
     """),
@@ -270,7 +271,7 @@ CELLS = [
                 "eval_every": NUM_STEPS, "eval_examples": 4 * BATCH_SIZE}  # evaluate at the end
     runs_dir = Path(tempfile.mkdtemp(prefix="02_runs_", dir=OUTPUT_DIR))  # fresh: no resuming
     for name in ("elman", "lstm"):
-        last = train_task(memory_task_config("adding", name, SEQ_LEN, settings), runs_dir / name)
+        last = train_and_evaluate(memory_task_config("adding", name, SEQ_LEN, settings), runs_dir / name)
         print(f"{name:5s} T = {SEQ_LEN}: held-out MSE after {NUM_STEPS} steps "
               f"{last['val_loss']:.4f} (baseline {baseline('adding', SEQ_LEN):.4f})")
     """),

@@ -57,10 +57,11 @@ CELLS = [
     from IPython.display import Image, display
 
     from experiments.reproductions.long_range_memory import TITLES, baseline, memory_task_config
-    from seqjax.metrics_log import read_metrics
-    from seqjax.task_training import load_task_run, train_task
     from seqjax.tasks.memory import COPY_LENGTH, adding, copy_memory, copy_memory_baseline_loss
     from seqjax.tasks.objectives import OBJECTIVES
+    from seqjax.training import train_and_evaluate
+    from seqjax.training.metrics_log import read_metrics
+    from seqjax.training.sequence_tasks import load_task_run
     """),
     ("markdown", r"""
     ## 1. The adding problem
@@ -146,7 +147,7 @@ CELLS = [
 
     Each model is `experiments/configs/tasks/adding.py` with its preset (`elman`, `lstm`, `gru`,
     `transformer`), set to this notebook's sizes by the reproductions' `memory_task_config`, and
-    trained by `seqjax.task_training.train_task`, the loop behind `python -m experiments.train`.
+    trained by `seqjax.training.train_and_evaluate`, the loop behind `python -m experiments.train`.
     The recurrent models are a Dense input projection, one layer of the cell, and a linear head
     on the last state; the Transformer encoder is two pre-LN blocks whose states are averaged.
     Every `eval_every` steps the loop scores a fixed held-out set.
@@ -164,7 +165,7 @@ CELLS = [
             config = memory_task_config(task, kind, SEQ_LEN, settings)
             config.log_every = 1  # every step's training loss
             start = time.perf_counter()
-            last = train_task(config, runs_dir / task / kind)
+            last = train_and_evaluate(config, runs_dir / task / kind)
             records[kind] = read_metrics(runs_dir / task / kind)
             print(f"{TITLES[kind]:11s} held-out loss {last['val_loss']:.4f} "
                   f"= {last['val_loss'] / baseline(task, SEQ_LEN):.2f} x baseline "

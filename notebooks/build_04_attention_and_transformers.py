@@ -65,10 +65,10 @@ CELLS = [
     from seqjax.data import resolve_data_dir
     from seqjax.generation import generate, model_step_fn
     from seqjax.losses import nats_to_bits
-    from seqjax.metrics_log import read_metrics
+    from seqjax.training.metrics_log import read_metrics
     from seqjax.models.transformer_lm import MLP, TransformerBlock
     from seqjax.text_generation import load_run
-    from seqjax.train import train_and_evaluate
+    from seqjax.training import train_and_evaluate
 
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(SEED)

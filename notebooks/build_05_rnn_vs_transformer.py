@@ -56,6 +56,7 @@ CELLS = [
 
     matplotlib.use("Agg")  # write PNG files; works with or without a display
     import jax
+    import jax.numpy as jnp
     import matplotlib.pyplot as plt
     import numpy as np
     from IPython.display import Image, display
@@ -66,7 +67,9 @@ CELLS = [
     from seqjax.evaluation import per_position_loss
     from seqjax.models import build_model
     from seqjax.models.ngram import NGramLM
-    from seqjax.train import init_train_state, make_optimizer, train_step, training_batch
+    from seqjax.training.language_modeling import language_model_loss, training_batch
+    from seqjax.training.optimizer import make_optimizer
+    from seqjax.training.step import init_train_state, train_step
 
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     """),
@@ -126,7 +129,7 @@ CELLS = [
     `lm_config` is the reproduction's config: random windows of `SEQ_LEN + 1` characters that are
     a pure function of `(seed, step)`, so every model sees the same batches; AdamW with warmup
     and cosine decay, at the reproduction's learning rate for each family. The loop below is the
-    core of `seqjax.train.train_and_evaluate` with its logging, evaluation and checkpoints left
+    core of `seqjax.training.train_and_evaluate` with its logging, evaluation and checkpoints left
     out (the reproduction calls `train_and_evaluate` itself).
     """),
     ("code", r"""
@@ -136,13 +139,17 @@ CELLS = [
         config.optim.end_learning_rate = LEARNING_RATES[family] / 10
         model = build_model(config.model, vocab_size, config.seq_len)
         optimizer, _ = make_optimizer(config.optim, config.num_steps)
-        state = init_train_state(model, optimizer, config)
-        step_fn = jax.jit(functools.partial(train_step, model, optimizer, config.seed))
-        losses = []
+        tokens = jnp.zeros((config.batch_size, config.seq_len), jnp.int32)
+        params = model.init(jax.random.PRNGKey(config.seed), tokens)["params"]
+        state = init_train_state(params, optimizer, model.initial_carry(config.batch_size))
+        loss_fn = functools.partial(language_model_loss, model)
+        step_fn = jax.jit(functools.partial(train_step, loss_fn, optimizer, config.seed))
+        losses, diverged_at = [], jnp.zeros((), jnp.int32)
         for step in range(config.num_steps):
-            state, loss, _ = step_fn(state, *training_batch(config, data.train_tokens, step))
-            losses.append(float(loss))
-        return model, state.params, losses
+            batch = training_batch(config, data.train_tokens, step)
+            state, loss, diverged_at = step_fn(state, diverged_at, batch)
+            losses.append(loss)
+        return model, state.params, [float(loss) for loss in losses]
 
 
     trained = {}

@@ -2,8 +2,8 @@
 
 The layout is the architecture: :mod:`seqjax.cells` (pure recurrent cells),
 :mod:`seqjax.recurrence` (``lax.scan`` drivers), :mod:`seqjax.recurrent_modules` (Flax shells),
-:mod:`seqjax.attention`, :mod:`seqjax.models`, :mod:`seqjax.data`, :mod:`seqjax.train`,
-:mod:`seqjax.generation`.
+:mod:`seqjax.attention`, :mod:`seqjax.models`, :mod:`seqjax.data`, :mod:`seqjax.tasks`,
+:mod:`seqjax.generation`, :mod:`seqjax.training`.
 """
 
 __version__ = "0.1.0"

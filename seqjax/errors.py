@@ -16,3 +16,7 @@ class CheckpointMismatchError(SeqjaxError, ValueError):
 
 class TrainingDivergedError(SeqjaxError, FloatingPointError):
     """The training loss became non-finite; the last good checkpoint is left as it was."""
+
+
+class WorkdirError(SeqjaxError, OSError):
+    """The workdir cannot hold this run: a file, in use by another run, or out of space."""

@@ -5,7 +5,7 @@
     \\ell(t) = \\frac{1}{N} \\sum_{n=1}^{N} -\\log p(y^{(n)}_{t+1} \\mid y^{(n)}_1 \\ldots y^{(n)}_t),
     \\qquad t = 1 \\ldots T,
 
-over the ``N`` validation windows that :func:`seqjax.train.evaluate` reads, each started
+over the ``N`` validation windows that :func:`seqjax.training.language_modeling.evaluate` reads, each started
 afresh: a recurrent model from the zero state, a Transformer with nothing before the window.
 So ``ell(t)`` shows how much a model gains from ``t`` tokens of context (the per-token
 loss of Kaplan et al. 2020), and ``mean_t ell(t)`` is the validation loss with
@@ -33,7 +33,7 @@ def per_position_loss(model, params, tokens, *, batch_size, seq_len, max_windows
                       num_offsets=1):
     """``[seq_len]`` float64: mean nats/token at positions ``1..seq_len`` of the windows.
 
-    The windows are those of :func:`seqjax.train.evaluate` (``batch_size`` contiguous
+    The windows are those of :func:`seqjax.training.language_modeling.evaluate` (``batch_size`` contiguous
     streams cut into ``seq_len`` windows; ``max_windows > 0`` keeps the first ones).
     ``num_offsets > 1`` adds the windows cut the same way from ``tokens[o * seq_len //
     num_offsets:]``, ``o = 1 .. num_offsets - 1``: every position then averages about

@@ -47,6 +47,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
 # ----------------------------------------------------------------------------- Elman
 # Every array below is [features, B]: one column per example.
@@ -420,13 +421,27 @@ def fused_unroll(
     _check_inputs(cell_name, params, xs, carry, seq_lengths)
     if int(gradient_chunk) < 1:
         raise ValueError(f"gradient_chunk must be a positive number of steps, got {gradient_chunk}")
+    if hoist_input_projection is None:
+        hoist_input_projection = jax.default_backend() != "cpu"
+    options = _Options(int(unroll), bool(hoist_input_projection), int(gradient_chunk))
+    run = functools.partial(_fused_unroll, cell_name, options)
+    mesh = jax.sharding.get_abstract_mesh()
+    if not mesh.empty and mesh.size > 1 and xs.shape[0] % mesh.size == 0:
+        # Under a device mesh (jax.set_mesh) the batch rows are split over all its devices:
+        # each device runs the recurrence and sums its weight gradients over its own rows, and
+        # the per-device sums are all-reduced once, not once per gradient chunk.
+        rows = PartitionSpec(mesh.axis_names)
+        run = jax.shard_map(run, mesh=mesh, in_specs=(PartitionSpec(), rows, rows, rows),
+                            out_specs=(rows, rows), check_vma=False)
+    return run(params, xs, carry, seq_lengths)
+
+
+def _fused_unroll(cell_name, options, params, xs, carry, seq_lengths):
+    """:func:`fused_unroll` after its checks, on whatever rows it is given."""
     mask = None
     if seq_lengths is not None:
         steps = jnp.arange(xs.shape[1])[:, None, None]
         mask = steps < jnp.asarray(seq_lengths)[None, None, :]  # [T, 1, B]
-    if hoist_input_projection is None:
-        hoist_input_projection = jax.default_backend() != "cpu"
-    options = _Options(int(unroll), bool(hoist_input_projection), int(gradient_chunk))
     carry = jax.tree.map(jnp.transpose, carry)  # [H, B]: one column per example
     final_carry, hs = _fused(cell_name, options, params, jnp.swapaxes(xs, 0, 1), carry, mask)
     return jax.tree.map(jnp.transpose, final_carry), jnp.swapaxes(hs, 0, 1)

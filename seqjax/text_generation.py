@@ -1,7 +1,7 @@
 """Text in, text out: load a trained run from its workdir and continue a prompt.
 
 A run directory holds ``config.json``, ``tokenizer.json`` and ``checkpoints/`` (written by
-:func:`seqjax.train.train_and_evaluate`); this module rebuilds the model from them and
+:func:`seqjax.training.train_and_evaluate`); this module rebuilds the model from them and
 samples through :func:`seqjax.generation.generate`, one compiled ``lax.scan``.
 """
 
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from seqjax.checkpointing import RunCheckpoints
+from seqjax.training.checkpoints import RunCheckpoints
 from seqjax.data import load_tokenizer
 from seqjax.errors import CheckpointMismatchError, SeqjaxError
 from seqjax.generation import generate, model_step_fn
@@ -31,11 +31,12 @@ class TrainedRun:
     tokenizer: object
     model: object
     params: dict
-    record: dict  # step and validation loss of the loaded (best) checkpoint
+    record: dict  # step and validation loss of the loaded checkpoint
 
 
-def load_run(workdir):
-    """The best checkpoint of the run in ``workdir``, with its tokenizer and model."""
+def load_run(workdir, which="best"):
+    """The ``best`` (or ``latest``) checkpoint of the run in ``workdir``, with its tokenizer and
+    model."""
     workdir = Path(workdir)
     if not (workdir / "config.json").exists() or not (workdir / "tokenizer.json").exists():
         raise CheckpointMismatchError(
@@ -47,7 +48,8 @@ def load_run(workdir):
     model = build_model(config.model, tokenizer.vocab_size, config.seq_len)
     tokens = jnp.zeros((1, 1), jnp.int32)
     target = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, model.initial_carry(1))
-    params, record = RunCheckpoints(workdir / "checkpoints").restore_best(target["params"])
+    with RunCheckpoints(workdir / "checkpoints") as checkpoints:
+        params, record = checkpoints.restore_best(target["params"], which)
     return TrainedRun(config, tokenizer, model, params, record)
 
 

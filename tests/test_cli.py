@@ -2,6 +2,7 @@
 with SIGKILL and rerun ends with the metrics of an uninterrupted run."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from seqjax.metrics_log import read_metrics
-from tests.training_configs import write_corpus
+from seqjax.training.metrics_log import read_metrics
+from tests.training_configs import damage_checkpoint, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = """
@@ -186,3 +187,21 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
 
     run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
     assert read_metrics(workdir) == read_metrics(tmp_path / "straight")
+
+
+def test_workdir_that_is_a_file(tmp_path):
+    (tmp_path / "run").write_text("notes")
+    result = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
+                     f"--workdir={tmp_path / 'run'}")
+    assert_one_line_error(result, "is a file, not a folder")
+    assert (tmp_path / "run").read_text() == "notes"
+
+
+def test_unreadable_best_checkpoint_names_the_latest(trained_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run / "run", copy)
+    best = copy / "checkpoints" / "best"
+    damage_checkpoint(next(best.iterdir()))
+    args = ("experiments.sample", f"--workdir={copy}", "--prompt=the ", "--num_tokens=5")
+    assert_one_line_error(run_cli(*args), "best checkpoint", "cannot be read", "--checkpoint=latest")
+    assert run_cli(*args, "--checkpoint=latest", check_ok=True).stdout.startswith("the ")

@@ -1,7 +1,5 @@
 """Per-position loss: its mean over positions is the ordinary validation loss."""
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +9,8 @@ from experiments.configs.defaults import transformer_model
 from seqjax.evaluation import per_position_loss
 from seqjax.losses import token_cross_entropy
 from seqjax.models import build_model
-from seqjax.train import eval_step, evaluate
+from seqjax.training.language_modeling import evaluate
+from seqjax.training.sharding import DEFAULT_MESH, make_mesh
 from tests.training_configs import tiny_config
 
 VOCAB, BATCH, SEQ_LEN = 11, 3, 8
@@ -32,7 +31,7 @@ def test_transformer_mean_over_positions_is_the_validation_loss():
     losses = per_position_loss(model, params, TOKENS, batch_size=BATCH, seq_len=SEQ_LEN,
                                max_windows=5)
     assert losses.shape == (SEQ_LEN,)
-    expected = evaluate(config, model, params, TOKENS, jax.jit(partial(eval_step, model)))
+    expected = evaluate(config, model, params, TOKENS, make_mesh(DEFAULT_MESH))
     np.testing.assert_allclose(losses.mean(), expected, rtol=1e-5)
 
 

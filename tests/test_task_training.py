@@ -1,4 +1,4 @@
-"""train_task end to end: small configs learn well above chance, metrics.jsonl holds the
+"""train_and_evaluate on the generated tasks, end to end: small configs learn well above chance, metrics.jsonl holds the
 documented records, an interrupted run resumes to the same metrics, and bad configs fail with
 messages that name the fix."""
 
@@ -11,12 +11,14 @@ import pytest
 from experiments.configs.tasks import ATTENTIONS, KINDS, parse_preset, task_config
 from experiments.task_table import markdown_table
 from seqjax.errors import CheckpointMismatchError, ConfigError
-from seqjax.metrics_log import read_metrics
 from seqjax.models.seq2seq import greedy_decode
-from seqjax.task_training import check_task_config, load_task_run, task_from_config, train_task
 from seqjax.tasks import TASKS, Task
 from seqjax.tasks.baselines import chance_baseline
 from seqjax.tasks.objectives import exact_match
+from seqjax.training import train_and_evaluate
+from seqjax.training.config_checks import check_task_config
+from seqjax.training.metrics_log import read_metrics
+from seqjax.training.sequence_tasks import load_task_run, task_from_config
 
 
 def tiny_config(task, preset="gru", num_steps=150, **task_options):
@@ -41,19 +43,19 @@ def chance(config):
 @pytest.mark.parametrize("preset", ["gru", "transformer"])
 def test_classifier_learns_counting(tmp_path, preset):
     config = tiny_config("counting", preset, max_length=8)
-    record = train_task(config, tmp_path)
+    record = train_and_evaluate(config, tmp_path)
     assert record["val_accuracy"] > chance(config) + 0.4, record
 
 
 def test_regressor_learns_the_sum(tmp_path):
     config = tiny_config("sequence_sum", "lstm", max_length=8)
-    record = train_task(config, tmp_path)
+    record = train_and_evaluate(config, tmp_path)
     assert record["val_mse"] < 0.2 * chance(config), record
 
 
 def test_tagger_learns_seen_before(tmp_path):
     config = tiny_config("seen_before", "gru", max_length=8, alphabet="abcdef")
-    record = train_task(config, tmp_path)
+    record = train_and_evaluate(config, tmp_path)
     assert record["val_accuracy"] > chance(config) + 0.25, record
     assert record["val_exact_match"] > 0.5, record
 
@@ -61,7 +63,7 @@ def test_tagger_learns_seen_before(tmp_path):
 def test_seq2seq_with_attention_learns_to_reverse(tmp_path):
     config = tiny_config("reverse", "gru_additive", num_steps=200, max_length=5, alphabet="abcd")
     config.eval_beam_size = 2
-    record = train_task(config, tmp_path)
+    record = train_and_evaluate(config, tmp_path)
     assert record["val_exact_match"] > chance(config) + 0.5, record
     assert record["val_exact_match_beam"] > chance(config) + 0.5, record
     assert record["val_token_accuracy"] > 0.8
@@ -82,7 +84,7 @@ class Interrupted(Exception):
 def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
     config = tiny_config("parity", "elman", num_steps=20, max_length=6)
     config.eval_every, config.checkpoint_every, config.log_every = 10, 10, 5
-    straight = train_task(config, tmp_path / "straight")
+    straight = train_and_evaluate(config, tmp_path / "straight")
 
     original = Task.training_batch
 
@@ -93,18 +95,18 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Task, "training_batch", crash_at_step_15)
     with pytest.raises(Interrupted):
-        train_task(config, tmp_path / "resumed")
+        train_and_evaluate(config, tmp_path / "resumed")
     monkeypatch.undo()
-    resumed = train_task(config, tmp_path / "resumed")
+    resumed = train_and_evaluate(config, tmp_path / "resumed")
 
     records = read_metrics(tmp_path / "straight")
     assert [r["step"] for r in records] == [5, 10, 15, 20]
     assert {"val_loss", "val_accuracy"} <= set(records[1]) and "val_loss" not in records[0]
     assert records == read_metrics(tmp_path / "resumed") and resumed == straight
     # A finished run returns its last record without training again.
-    assert train_task(config, tmp_path / "resumed") == straight
+    assert train_and_evaluate(config, tmp_path / "resumed") == straight
     with pytest.raises(CheckpointMismatchError, match="task="):
-        train_task(tiny_config("counting", "elman", num_steps=20), tmp_path / "resumed")
+        train_and_evaluate(tiny_config("counting", "elman", num_steps=20), tmp_path / "resumed")
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -124,7 +126,7 @@ def test_bad_configs_are_config_errors(tmp_path, field, value, message):
         node = node[parent]
     node[last] = value
     with pytest.raises(ConfigError, match=message):
-        train_task(config, tmp_path)
+        train_and_evaluate(config, tmp_path)
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
@@ -132,7 +134,7 @@ def test_bad_task_option_is_a_config_error(tmp_path):
     config = tiny_config("parity")
     config.task_options.max_length = 0
     with pytest.raises(ConfigError, match="min_length <= max_length"):
-        train_task(config, tmp_path)
+        train_and_evaluate(config, tmp_path)
 
 
 @pytest.mark.parametrize("task", list(TASKS))

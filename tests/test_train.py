@@ -1,5 +1,6 @@
 """The training loop: it learns, it resumes exactly, and it stops cleanly on divergence."""
 
+import errno
 import json
 import math
 import subprocess
@@ -9,13 +10,16 @@ import jax
 import numpy as np
 import pytest
 
-import seqjax.train as train_module
-from seqjax.checkpointing import RunCheckpoints
-from seqjax.errors import CheckpointMismatchError, ConfigError, TrainingDivergedError
-from seqjax.metrics_log import read_metrics
+import seqjax.training.language_modeling as language_modeling
+from seqjax.errors import CheckpointMismatchError, ConfigError, TrainingDivergedError, WorkdirError
 from seqjax.text_generation import continue_text, load_run
-from seqjax.train import train_and_evaluate
-from tests.training_configs import tiny_config, write_corpus
+from seqjax.training import train_and_evaluate
+from seqjax.training.checkpoints import (
+    RunCheckpoints, UnreadableCheckpointError, UnreadableCheckpointWarning,
+)
+from seqjax.training.metrics_log import read_metrics
+from seqjax.training.workdir import claim_workdir
+from tests.training_configs import damage_checkpoint, tiny_config, write_corpus
 
 
 @pytest.fixture
@@ -39,14 +43,14 @@ def test_a_few_steps_lower_the_loss(tmp_path, corpus, kind):
 
 def interrupt_at(monkeypatch, step_to_fail):
     """Make the loop die (like a kill) when it asks for the batch of ``step_to_fail``."""
-    real = train_module.training_batch
+    real = language_modeling.training_batch
 
-    def batch_or_die(config, tokens, step):
+    def batch_or_die(config, tokens, step, rows=slice(None)):
         if step == step_to_fail:
             raise KeyboardInterrupt
-        return real(config, tokens, step)
+        return real(config, tokens, step, rows)
 
-    monkeypatch.setattr(train_module, "training_batch", batch_or_die)
+    monkeypatch.setattr(language_modeling, "training_batch", batch_or_die)
 
 
 @pytest.mark.parametrize("batching", ["stream", "random"])
@@ -132,7 +136,7 @@ def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path, corpus):
 
 
 def test_stream_batches_reset_rows_at_new_passes_and_at_random(corpus):
-    from seqjax.train import training_batch
+    from seqjax.training.language_modeling import training_batch
 
     tokens = np.arange(2000, dtype=np.int32)
     config = tiny_config(corpus, **{"data.stream_reset_probability": 0.0})
@@ -170,10 +174,65 @@ def test_best_checkpoint_of_a_run_killed_before_its_first_latest_is_recomputed(t
 
 
 def test_metrics_log_does_not_load_pytorch(tmp_path):
-    script = ("import sys; from seqjax.metrics_log import MetricsLog; "
+    script = ("import sys; from seqjax.training.metrics_log import MetricsLog; "
               f"log = MetricsLog({str(tmp_path)!r}); log.write({{'step': 1, 'train_loss': 2.0}}); "
               "log.close(); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.strip() == "False"
     assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumes(tmp_path, corpus):
+    config = tiny_config(corpus, "gru")
+    train_and_evaluate(config, tmp_path / "run")
+    finished = read_metrics(tmp_path / "run")
+    damage_checkpoint(tmp_path / "run" / "checkpoints" / "latest" / "12")
+    with pytest.warns(UnreadableCheckpointWarning, match="latest/12 cannot be read"):
+        train_and_evaluate(config, tmp_path / "run")  # resumes at 8, recomputes 9..12
+    assert read_metrics(tmp_path / "run") == finished
+    assert (tmp_path / "run" / "checkpoints" / "unreadable" / "latest-12" / "state").is_dir()
+    for step in (8, 12):
+        damage_checkpoint(tmp_path / "run" / "checkpoints" / "latest" / str(step))
+    with pytest.raises(UnreadableCheckpointError, match="latest/12 cannot be read.*fresh --workdir"):
+        train_and_evaluate(config, tmp_path / "run")
+    assert sorted(RunCheckpoints(tmp_path / "run" / "checkpoints").latest.all_steps()) == [8, 12]
+    assert read_metrics(tmp_path / "run") == finished  # nothing moved, nothing lost
+
+
+def test_a_workdir_in_use_by_another_run_is_refused(tmp_path, corpus):
+    with claim_workdir(tmp_path / "run"):  # another run holds it
+        with pytest.raises(WorkdirError, match=r"in use by another training run \(pid"):
+            train_and_evaluate(tiny_config(corpus, num_steps=4), tmp_path / "run")
+    train_and_evaluate(tiny_config(corpus, num_steps=4), tmp_path / "run")  # free again
+    assert read_metrics(tmp_path / "run")[-1]["step"] == 4
+
+
+def test_a_full_disk_stops_with_one_message_and_the_rerun_resumes(tmp_path, corpus, monkeypatch):
+    config = tiny_config(corpus, "lstm")
+    train_and_evaluate(config, tmp_path / "straight")
+    real_save = RunCheckpoints.save_latest
+
+    def save_or_fill_the_disk(self, step, state, record):
+        if step == 8:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, state, record)
+
+    monkeypatch.setattr(RunCheckpoints, "save_latest", save_or_fill_the_disk)
+    with pytest.raises(WorkdirError, match="no space left.*checkpoint is intact.*rerun"):
+        train_and_evaluate(config, tmp_path / "run")
+    monkeypatch.undo()
+    train_and_evaluate(config, tmp_path / "run")
+    assert read_metrics(tmp_path / "run") == read_metrics(tmp_path / "straight")
+
+
+def test_a_moved_run_resumes_in_its_new_place(tmp_path, corpus, monkeypatch):
+    config = tiny_config(corpus, "elman")
+    train_and_evaluate(config, tmp_path / "straight")
+    interrupt_at(monkeypatch, 7)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, tmp_path / "run")
+    monkeypatch.undo()
+    (tmp_path / "run").rename(tmp_path / "moved")
+    train_and_evaluate(config, tmp_path / "moved")
+    assert read_metrics(tmp_path / "moved") == read_metrics(tmp_path / "straight")

@@ -1,12 +1,21 @@
 """Tiny configs and corpora for the training tests (seconds on 2 CPU cores)."""
 
-from experiments.configs.defaults import base_config
+from pathlib import Path
+
+from experiments.configs.defaults import base_config, transformer_model
 
 TEXT = "".join(
     f"the {animal} sat on the {thing} number {i}.\n"
     for i in range(300)
     for animal, thing in [("cat", "mat"), ("dog", "log"), ("bird", "wire")][i % 3:i % 3 + 1]
 )
+
+
+def damage_checkpoint(step_folder):
+    """Overwrite the array data of an orbax checkpoint folder (``.../latest/STEP``) with junk,
+    as a failing disk or a copy cut short would leave it."""
+    for data_file in (Path(step_folder) / "state" / "d").iterdir():
+        data_file.write_bytes(b"junk")
 
 
 def write_corpus(folder, text=TEXT):
@@ -40,4 +49,24 @@ def tiny_config(corpus_path, kind="lstm", **overrides):
         for part in parents:
             node = node[part]
         node[leaf] = value
+    return config
+
+
+def sharding_config(name, corpus_path):
+    """The small configs the sharded tests train on 1 and on 4 devices: ``lstm`` (stream
+    batching, a carried state), ``transformer`` (random windows) and ``task`` (parity)."""
+    if name == "task":
+        from experiments.configs.tasks import task_config
+
+        config = task_config("parity", "gru")
+        config.task_options.max_length = 8
+        config.update(num_steps=12, batch_size=8, eval_examples=32, log_every=1, progress_bar=False)
+        config.model.hidden_size = 16
+    elif name == "transformer":
+        config = tiny_config(corpus_path, "lstm", **{"data.batching": "random"})
+        config.model = transformer_model(num_layers=1, num_heads=2, width=16, dropout=0.1)
+    else:
+        config = tiny_config(corpus_path, "lstm", **{"model.num_layers": 1})
+    config.eval_every = config.checkpoint_every = 6
+    config.mesh.fsdp_min_size = 0  # shard every parameter that fsdp divides
     return config

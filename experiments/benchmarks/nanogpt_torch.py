@@ -8,7 +8,7 @@ residual projections at ``0.02 / sqrt(2 L)``), the optimizer its ``configure_opt
 exactly the ones our JAX run sees (``seqjax.data.random_windows(train, seed, step)``).
 
 At the end it reports the validation loss two ways: (a) over the whole validation split as
-``seqjax.train.evaluate`` does (token-weighted, contiguous stream windows), and (b) nanoGPT's
+``seqjax.training.language_modeling.evaluate`` does (token-weighted, contiguous stream windows), and (b) nanoGPT's
 ``estimate_loss``: the mean of ``eval_iters = 20`` random validation batches, for several eval
 seeds to show that estimate's spread.
 
@@ -147,7 +147,7 @@ def batch_loss(model, inputs, targets, reduction="mean"):
 
 @torch.no_grad()
 def full_val_loss(model, val_tokens, hp):
-    """Token-weighted mean loss over the whole validation split, as ``seqjax.train.evaluate``."""
+    """Token-weighted mean loss over the whole validation split, as ``seqjax.training.language_modeling.evaluate``."""
     batch_size, seq_len = hp["batch_size"], hp["block_size"]
     total, count = 0.0, 0
     for k in range(num_stream_windows(len(val_tokens), batch_size, seq_len)):

@@ -13,7 +13,7 @@ TransformerLM` built from the ``nanogpt_cpu`` config's model section (resized); 
 :class:`experiments.benchmarks.nanogpt_torch.GPT` (``F.scaled_dot_product_attention``, i.e.
 PyTorch's fused attention kernels where the device has them). A *training step* is forward +
 backward + global-norm clipping (1.0) + AdamW, exactly as each library trains: seqjax's own
-:func:`seqjax.train.train_step` under ``jax.jit`` with the state donated, and nanoGPT's
+:func:`seqjax.training.step.train_step` under ``jax.jit`` with the state donated, and nanoGPT's
 ``zero_grad / backward / clip_grad_norm_ / step`` in eager PyTorch. A *forward* pass is the loss
 alone. The batch is fixed, so only the model is timed. Ratio = PyTorch time / seqjax time.
 """
@@ -35,7 +35,9 @@ from experiments.benchmarks.timing import Candidate, measure_alternating, torch_
 from experiments.configs import nanogpt_cpu
 from seqjax.losses import mean_cross_entropy
 from seqjax.models import build_model
-from seqjax.train import init_train_state, make_optimizer, train_step
+from seqjax.training.language_modeling import language_model_loss
+from seqjax.training.optimizer import make_optimizer
+from seqjax.training.step import init_train_state, train_step
 
 VOCAB = 65
 # name -> (num_layers, num_heads, width, batch, length)
@@ -59,13 +61,15 @@ def seqjax_contender(size, data, attention_impl):
                         attention_impl=attention_impl)
     model = build_model(config.model, VOCAB, length)
     optimizer, _ = make_optimizer(config.optim, config.num_steps)
-    state = {"train": init_train_state(model, optimizer, config)}
     inputs, targets = (jnp.asarray(a) for a in data)
-    reset = jnp.zeros((batch,), bool)
-    step = jax.jit(functools.partial(train_step, model, optimizer, config.seed), donate_argnums=0)
+    params = model.init(jax.random.PRNGKey(config.seed), inputs)["params"]
+    state = {"train": init_train_state(params, optimizer), "diverged_at": jnp.zeros((), jnp.int32)}
+    batch = (inputs, targets, jnp.zeros((batch,), bool))
+    loss_fn = functools.partial(language_model_loss, model)
+    step = jax.jit(functools.partial(train_step, loss_fn, optimizer, config.seed), donate_argnums=0)
 
     def train():
-        state["train"], loss, _ = step(state["train"], inputs, targets, reset)
+        state["train"], loss, state["diverged_at"] = step(state["train"], state["diverged_at"], batch)
         return loss
 
     @jax.jit

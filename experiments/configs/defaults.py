@@ -39,6 +39,11 @@ def base_config():
     config.optim.weight_decay = 0.0  # AdamW decoupled weight decay (matrices only)
     config.optim.grad_clip = 1.0  # global-norm gradient clipping (0 = off)
 
+    config.mesh = ml_collections.ConfigDict()  # devices: see seqjax/training/sharding.py
+    config.mesh.data = -1  # data-parallel devices (-1 = all devices not used by fsdp)
+    config.mesh.fsdp = 1  # devices each large parameter is split over (1 = replicate all)
+    config.mesh.fsdp_min_size = 2**14  # parameters with fewer elements stay replicated
+
     config.sample = ml_collections.ConfigDict()
     config.sample.prompt = "\n"  # prompt of the sample printed at the end of training
     config.sample.num_tokens = 300  # tokens in that sample

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 
 from experiments.reproductions.command import main
-from seqjax.task_training import load_task_run, train_task
+from seqjax.training import train_and_evaluate
+from seqjax.training.sequence_tasks import load_task_run
 from seqjax.tasks.memory import xor_stream
 
 WINDOW, TRIALS = 12, 1200
@@ -92,7 +93,7 @@ def errors_of_one_size(workdir, hidden_size, settings):
     errors_by_seed = {}
     for seed in settings["seeds"]:
         run_dir = workdir / f"hidden_{hidden_size}" / f"seed_{seed}"
-        train_task(elman_xor_config(seed, hidden_size, settings), run_dir)
+        train_and_evaluate(elman_xor_config(seed, hidden_size, settings), run_dir)
         _, _, model, params = load_task_run(run_dir)
         errors_by_seed[seed] = windowed_rms_error(model, params)
     mean = np.mean(list(errors_by_seed.values()), axis=0)

@@ -1,7 +1,7 @@
 """What the language-model reproductions share: configs, parameter counts, the n-gram floor.
 
 ``gated_vs_plain.py`` and ``rnn_vs_transformer.py`` train character-level language models
-through :func:`seqjax.train.train_and_evaluate` (each run in its own sub-folder, resumable),
+through :func:`seqjax.training.train_and_evaluate` (each run in its own sub-folder, resumable),
 and compare them with the count n-gram model of :mod:`seqjax.models.ngram`.
 """
 
@@ -13,10 +13,10 @@ import jax.numpy as jnp
 
 from experiments.configs.defaults import base_config, transformer_model
 from seqjax.language_data import prepare_language_data
-from seqjax.metrics_log import read_metrics
+from seqjax.training.metrics_log import read_metrics
 from seqjax.models import build_model
 from seqjax.models.ngram import NGramLM
-from seqjax.train import train_and_evaluate
+from seqjax.training import train_and_evaluate
 
 # Top-level parameter groups that are (un)embeddings: the token table, positions, the
 # vocabulary-sized read-out (tied to the token table in the Transformer).

@@ -10,8 +10,8 @@ at long ``T``; LSTM and GRU do. Each model is ``experiments.train`` on
 
 import importlib
 
-from seqjax.metrics_log import read_metrics
-from seqjax.task_training import train_task
+from seqjax.training.metrics_log import read_metrics
+from seqjax.training import train_and_evaluate
 from seqjax.tasks.memory import copy_memory_baseline_loss
 
 KINDS = ("elman", "lstm", "gru", "transformer")
@@ -50,7 +50,7 @@ def train_memory_runs(task, settings, workdir):
         curves[length] = {}
         for kind in KINDS:
             run_dir = workdir / f"{task}_T{length}" / kind
-            train_task(memory_task_config(task, kind, length, settings), run_dir)
+            train_and_evaluate(memory_task_config(task, kind, length, settings), run_dir)
             curves[length][kind] = [(r["step"], r["val_loss"]) for r in read_metrics(run_dir)
                                     if "val_loss" in r]
     return curves

@@ -20,7 +20,8 @@ from experiments.reproductions import long_range_memory as memory
 from experiments.reproductions.command import main
 from seqjax import diagnostics
 from seqjax.cells import get_cell
-from seqjax.task_training import load_task_run, train_task
+from seqjax.training import train_and_evaluate
+from seqjax.training.sequence_tasks import load_task_run
 from seqjax.tasks.memory import adding
 
 CELLS = ("elman", "lstm", "gru")
@@ -102,7 +103,7 @@ def run(workdir, settings):
     trained = {}
     for name in CELLS:
         run_dir = workdir / f"adding_T{settings['length']}" / name
-        train_task(memory.memory_task_config("adding", name, settings["length"], settings), run_dir)
+        train_and_evaluate(memory.memory_task_config("adding", name, settings["length"], settings), run_dir)
         trained[name] = trained_norms(run_dir, inputs, targets)
     results = {
         "at_init": {label: norms.tolist() for label, norms in init_curves.items()},

@@ -28,11 +28,12 @@ def _split_window(windows):
     return windows[:, :-1], windows[:, 1:]
 
 
-def random_windows(tokens, *, batch_size, seq_len, seed, step):
+def random_windows(tokens, *, batch_size, seq_len, seed, step, rows=slice(None)):
     """``(inputs, targets)`` int32 ``[B, T]`` from ``B`` windows at uniformly random starts.
 
     Starts are drawn from ``np.random.default_rng([seed, step])`` uniformly over all
     ``len(tokens) - seq_len`` valid starts, so the batch is a pure function of ``(seed, step)``.
+    ``rows`` (a slice) keeps only those rows of the batch, e.g. one process's share.
     """
     tokens = _check_tokens(tokens)
     _check_shape(batch_size, seq_len)
@@ -41,7 +42,7 @@ def random_windows(tokens, *, batch_size, seq_len, seed, step):
         raise ValueError(
             f"corpus of {tokens.shape[0]} tokens is too small for one window of seq_len="
             f"{seq_len} (needs seq_len + 1 = {seq_len + 1} tokens): use a smaller seq_len")
-    starts = np.random.default_rng([seed, step]).integers(0, num_starts, size=batch_size)
+    starts = np.random.default_rng([seed, step]).integers(0, num_starts, size=batch_size)[rows]
     return _split_window(tokens[starts[:, None] + np.arange(seq_len + 1)])
 
 
@@ -63,18 +64,19 @@ def num_stream_windows(num_tokens, batch_size, seq_len):
     return num_windows
 
 
-def stream_windows(tokens, *, batch_size, seq_len, step):
+def stream_windows(tokens, *, batch_size, seq_len, step, rows=slice(None)):
     """``(inputs, targets, reset)``: window ``k = step % num_windows`` of ``B`` contiguous streams.
 
     For stateful truncated BPTT (as char-rnn): the tokens are cut into ``batch_size`` equal
     contiguous streams (the remainder at the end is dropped); row ``b`` of step ``s + 1``
     continues row ``b`` of step ``s``, so a carried hidden state stays meaningful. ``reset``
-    is True at ``k == 0``, where the streams restart and the carry must be zeroed.
+    is True at ``k == 0``, where the streams restart and the carry must be zeroed. ``rows``
+    (a slice) keeps only those streams, e.g. one process's share.
     """
     tokens = _check_tokens(tokens)
     num_windows = num_stream_windows(tokens.shape[0], batch_size, seq_len)
     stream_len = tokens.shape[0] // batch_size
-    streams = tokens[: batch_size * stream_len].reshape(batch_size, stream_len)
+    streams = tokens[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]
     k = step % num_windows
     inputs, targets = _split_window(streams[:, k * seq_len : (k + 1) * seq_len + 1])
     return inputs, targets, k == 0

@@ -1,6 +1,6 @@
 """Encoder-decoder models: an RNN decoder with or without attention, and a Transformer.
 
-Every model here has one interface, read by :mod:`seqjax.task_training` and by decoding:
+Every model here has one interface, read by :mod:`seqjax.training.sequence_tasks` and by decoding:
 
 - ``__call__(source [B, S], source_lengths [B], decoder_inputs [B, T]) -> logits [B, T, V]``,
   teacher forcing: ``decoder_inputs`` is the target shifted right behind ``BOS``

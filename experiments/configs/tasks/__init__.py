@@ -22,7 +22,7 @@ import ml_collections
 from experiments.configs.defaults import base_config
 from seqjax.errors import ConfigError
 from seqjax.models.seq2seq import ATTENTIONS
-from seqjax.task_training import MODEL_KINDS as KINDS
+from seqjax.models import MODEL_KINDS as KINDS
 from seqjax.tasks import TASKS
 
 # Peak learning rates that train each family well at the fixed 400-step budget.

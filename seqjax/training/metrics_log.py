@@ -41,9 +41,15 @@ def summary_writer_class():
 
 
 class MetricsLog:
-    """Appends records; ``resume_step`` drops records after the step a resumed run restarts from."""
+    """Appends records; ``resume_step`` drops records after the step a resumed run restarts from.
 
-    def __init__(self, workdir, resume_step=0):
+    Only one process of a multi-process run writes (``enabled``); the others' logs do nothing.
+    """
+
+    def __init__(self, workdir, resume_step=0, enabled=True):
+        self.enabled = enabled
+        if not enabled:
+            return
         self.path = Path(workdir) / "metrics.jsonl"
         kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
         temporary = self.path.with_suffix(".jsonl.tmp")
@@ -52,6 +58,8 @@ class MetricsLog:
         self.tensorboard = summary_writer_class()(str(Path(workdir) / "tensorboard"))
 
     def write(self, record):
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -60,4 +68,5 @@ class MetricsLog:
                 self.tensorboard.add_scalar(key, value, record["step"])
 
     def close(self):
-        self.tensorboard.close()
+        if self.enabled:
+            self.tensorboard.close()

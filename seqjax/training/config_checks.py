@@ -1,0 +1,105 @@
+"""Check an experiment config before any work starts, with messages that name the fix.
+
+:func:`check_config` checks a language-modeling config, :func:`check_task_config` a
+sequence-task config against its task, :func:`check_mesh` the batch against the device mesh.
+"""
+
+from seqjax.errors import ConfigError
+from seqjax.models import MODEL_KINDS
+from seqjax.models.seq2seq import ATTENTIONS
+from seqjax.models.sequence_heads import DIRECTIONS, ENCODER_POSITIONALS, POOLINGS
+
+POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
+LM_POSITIVE_INTS = POSITIVE_INTS + ("seq_len",)
+TASK_POSITIVE_INTS = POSITIVE_INTS + ("eval_examples",)
+CHOICES = {
+    "data.tokenizer": ("char", "word", "bpe"),
+    "data.batching": ("stream", "random"),
+    "model.kind": MODEL_KINDS,
+}
+
+
+def _get(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        if part not in node:
+            raise ConfigError(f"config has no key {dotted!r}: add it to the config file")
+        node = node[part]
+    return node
+
+
+def _check_positive_ints(config, keys):
+    for key in keys:
+        value = _get(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"config.{key} must be a positive integer, got {value!r}")
+
+
+def check_config(config):
+    """Raise :class:`ConfigError` on the first missing, mistyped or out-of-range field."""
+    _check_positive_ints(config, LM_POSITIVE_INTS)
+    for key, choices in CHOICES.items():
+        _check_choice(_get(config, key), choices, key)
+    if not isinstance(_get(config, "data.corpus"), str) or not config.data.corpus:
+        raise ConfigError("config.data.corpus must name a corpus or a text file path")
+    for key in ("optim.learning_rate", "optim.end_learning_rate", "optim.grad_clip"):
+        if _get(config, key) < 0:
+            raise ConfigError(f"config.{key} must be >= 0, got {_get(config, key)!r}")
+    if not 0.0 <= _get(config, "data.stream_reset_probability") <= 1.0:
+        raise ConfigError("config.data.stream_reset_probability must be in [0, 1], got "
+                          f"{config.data.stream_reset_probability!r}")
+    if not 0.0 <= _get(config, "model.dropout") < 1.0:
+        raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout!r}")
+
+
+def _check_choice(value, choices, key):
+    if value not in choices:
+        raise ConfigError(f"config.{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_task_config(config, task):
+    """Raise :class:`ConfigError` on the first bad field of a task config, naming the fix."""
+    _check_positive_ints(config, TASK_POSITIVE_INTS)
+    model = config.model
+    _check_choice(model.kind, MODEL_KINDS, "model.kind")
+    if model.kind == "transformer":
+        _check_choice(model.positional, ENCODER_POSITIONALS, "model.positional")
+        _check_choice(model.pooling, POOLINGS, "model.pooling")
+        if model.hidden_size % model.num_heads:
+            raise ConfigError(
+                f"config.model.hidden_size ({model.hidden_size}) must be a multiple of "
+                f"config.model.num_heads ({model.num_heads}): change either"
+            )
+        if model.positional == "sinusoidal" and model.hidden_size % 2:
+            raise ConfigError(
+                f"sinusoidal positions need an even config.model.hidden_size, got {model.hidden_size}"
+            )
+    else:
+        _check_choice(model.direction, DIRECTIONS, "model.direction")
+        if task.kind == "seq2seq":
+            _check_choice(model.attention, ATTENTIONS, "model.attention")
+    sees_later_inputs = model.kind == "transformer" or model.get("direction") != "forward"
+    if task.causal and sees_later_inputs:
+        raise ConfigError(
+            f"task {task.name!r} predicts the next input, which a {model.kind} encoder with "
+            f"direction={model.get('direction')!r} can read: use an elman, lstm or gru model "
+            "with config.model.direction=forward"
+        )
+    if not 0.0 <= model.dropout < 1.0:
+        raise ConfigError(f"config.model.dropout must be in [0, 1), got {model.dropout!r}")
+    if config.eval_beam_size < 0:
+        raise ConfigError(f"config.eval_beam_size must be >= 0 (0 = greedy only), got "
+                          f"{config.eval_beam_size!r}")
+
+
+def check_mesh(config, num_batch_shards):
+    """Every batch the run builds must split evenly over the mesh's ``data * fsdp`` devices."""
+    sizes = {"batch_size": config.batch_size}
+    if "eval_examples" in config:
+        sizes["eval_examples"] = config.eval_examples
+    for key, size in sizes.items():
+        if size % num_batch_shards:
+            raise ConfigError(
+                f"config.{key} ({size}) must be a multiple of the {num_batch_shards} devices the "
+                f"batch is split over (config.mesh.data x config.mesh.fsdp): change either"
+            )
