@@ -9,12 +9,16 @@ Language-model runs end by printing a sample from the best checkpoint. Sequence-
 seq2seq model instead: ``--config=experiments/configs/tasks/reverse.py:gru_additive``.
 """
 
+import json
+from pathlib import Path
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
+from experiments.freed_memory import keep_freed_memory
 from seqjax.text_generation import continue_text, load_run
 from seqjax.training import distributed, train_and_evaluate
 
@@ -39,6 +43,7 @@ def summary_line(record):
 
 def main(argv):
     del argv
+    keep_freed_memory()  # XLA:CPU's buffers stay mapped from step to step (Linux, glibc)
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     f = flags.FLAGS
     config, workdir = f.config, f.workdir
@@ -50,6 +55,9 @@ def main(argv):
         if jax.process_index() != 0:
             return
         print(f"finished: {summary_line(record)}")
+        timing = Path(workdir) / "timing.json"
+        if timing.exists():
+            print(f"time (s): {summary_line(json.loads(timing.read_text()))}")
         if config.get("task", "language_modeling") != "language_modeling":
             return
         if jax.process_count() > 1:

@@ -18,5 +18,9 @@ class TrainingDivergedError(SeqjaxError, FloatingPointError):
     """The training loss became non-finite; the last good checkpoint is left as it was."""
 
 
+class UnreadableCheckpointError(SeqjaxError, ValueError):
+    """A checkpoint's files are damaged or incomplete."""
+
+
 class WorkdirError(SeqjaxError, OSError):
     """The workdir cannot hold this run: a file, in use by another run, or out of space."""

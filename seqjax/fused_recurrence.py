@@ -403,7 +403,7 @@ def _check_inputs(cell_name, params, xs, carry, seq_lengths):
 
 def fused_unroll(
     cell_name, params, xs, carry, *, seq_lengths=None, unroll=1, hoist_input_projection=None,
-    gradient_chunk=16,
+    gradient_chunk=16, mesh=None,
 ):
     """Run cell ``cell_name`` over a batch ``xs: [B, T, I]`` from ``carry`` (leaves ``[B, H]``).
 
@@ -417,6 +417,11 @@ def fused_unroll(
     measured no slower and saves a ``[T, kH, B]`` buffer; hoisted elsewhere). The backward pass
     computes the weight gradients once per ``gradient_chunk`` steps, as one matmul over the
     chunk. ``cell_name`` is ``"elman"``, ``"lstm"`` or ``"gru"`` (reset-after, the default).
+
+    ``mesh`` (a ``jax.sharding.Mesh``, optional) splits the batch rows over all its devices,
+    when ``B`` is a multiple of their number: each device runs the recurrence on its rows and
+    sums its weight gradients over them, and the sums are all-reduced once, not once per
+    gradient chunk (which is what XLA's partitioner does with the whole batch).
     """
     _check_inputs(cell_name, params, xs, carry, seq_lengths)
     if int(gradient_chunk) < 1:
@@ -425,11 +430,7 @@ def fused_unroll(
         hoist_input_projection = jax.default_backend() != "cpu"
     options = _Options(int(unroll), bool(hoist_input_projection), int(gradient_chunk))
     run = functools.partial(_fused_unroll, cell_name, options)
-    mesh = jax.sharding.get_abstract_mesh()
-    if not mesh.empty and mesh.size > 1 and xs.shape[0] % mesh.size == 0:
-        # Under a device mesh (jax.set_mesh) the batch rows are split over all its devices:
-        # each device runs the recurrence and sums its weight gradients over its own rows, and
-        # the per-device sums are all-reduced once, not once per gradient chunk.
+    if mesh is not None and mesh.size > 1 and xs.shape[0] % mesh.size == 0:
         rows = PartitionSpec(mesh.axis_names)
         run = jax.shard_map(run, mesh=mesh, in_specs=(PartitionSpec(), rows, rows, rows),
                             out_specs=(rows, rows), check_vma=False)

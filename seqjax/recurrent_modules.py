@@ -48,6 +48,7 @@ class Recurrent(nn.Module):
     unroll: int = 1
     fused: bool = False
     cell_kwargs: dict[str, Any] | None = None
+    mesh: Any = None  # fused path: split the batch rows over this mesh's devices
 
     def initial_carry(self, batch_size, dtype=jnp.float32):
         """Zero carry for ``batch_size`` examples (needs no parameters)."""
@@ -64,7 +65,7 @@ class Recurrent(nn.Module):
         if self.fused and seq_lengths is None and not self.reverse:
             from seqjax.fused_recurrence import fused_unroll
 
-            return fused_unroll(self.cell, params, xs, carry)
+            return fused_unroll(self.cell, params, xs, carry, mesh=self.mesh)
         run = functools.partial(unroll, cell.step, params, reverse=self.reverse, unroll=self.unroll)
         if seq_lengths is None:
             return jax.vmap(lambda x, c: run(x, c))(xs, carry)
@@ -107,6 +108,7 @@ class StackedRecurrent(nn.Module):
     unroll: int = 1
     fused: bool = False
     cell_kwargs: dict[str, Any] | None = None
+    mesh: Any = None  # fused path: split the batch rows over this mesh's devices
 
     def initial_carry(self, batch_size, dtype=jnp.float32):
         """One zero carry per layer."""
@@ -122,7 +124,7 @@ class StackedRecurrent(nn.Module):
                 hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
             carry, hs = Recurrent(
                 self.cell, self.hidden_size, unroll=self.unroll, fused=self.fused,
-                cell_kwargs=self.cell_kwargs, name=f"layer_{layer_index}",
+                cell_kwargs=self.cell_kwargs, mesh=self.mesh, name=f"layer_{layer_index}",
             )(hs, carry, seq_lengths)
             final_carries.append(carry)
         return final_carries, hs

@@ -219,4 +219,8 @@ def test_distributed_settings_come_from_flags_or_the_environment(monkeypatch):
         distributed.initialize()
     monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
     monkeypatch.delenv("JAX_NUM_PROCESSES")
+    for name in distributed.TASK_COUNTS:
+        monkeypatch.setenv(name, "1")
     assert distributed.initialize() is False  # nothing given: a single-process run
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert distributed.started_as_one_of_several_tasks()

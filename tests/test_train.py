@@ -1,23 +1,28 @@
 """The training loop: it learns, it resumes exactly, and it stops cleanly on divergence."""
 
-import errno
 import json
 import math
 import subprocess
 import sys
+from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import seqjax.training.language_modeling as language_modeling
-from seqjax.errors import CheckpointMismatchError, ConfigError, TrainingDivergedError, WorkdirError
+from seqjax.errors import (
+    CheckpointMismatchError, ConfigError, TrainingDivergedError, UnreadableCheckpointError,
+    WorkdirError,
+)
 from seqjax.text_generation import continue_text, load_run
 from seqjax.training import train_and_evaluate
-from seqjax.training.checkpoints import (
-    RunCheckpoints, UnreadableCheckpointError, UnreadableCheckpointWarning,
-)
+from seqjax.training.checkpoints import RunCheckpoints, UnreadableCheckpointWarning
+from seqjax.training.language_modeling import LanguageModeling
 from seqjax.training.metrics_log import read_metrics
+from seqjax.training.step import init_train_state, train_step
 from seqjax.training.workdir import claim_workdir
 from tests.training_configs import damage_checkpoint, tiny_config, write_corpus
 
@@ -214,8 +219,9 @@ def test_a_full_disk_stops_with_one_message_and_the_rerun_resumes(tmp_path, corp
     real_save = RunCheckpoints.save_latest
 
     def save_or_fill_the_disk(self, step, state, record):
-        if step == 8:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if step == 8:  # what orbax raises when the disk is full
+            raise ValueError("RESOURCE_EXHAUSTED: Error writing local file ...: No space left on "
+                             "device [os_error_code='28']")
         return real_save(self, step, state, record)
 
     monkeypatch.setattr(RunCheckpoints, "save_latest", save_or_fill_the_disk)
@@ -236,3 +242,38 @@ def test_a_moved_run_resumes_in_its_new_place(tmp_path, corpus, monkeypatch):
     (tmp_path / "run").rename(tmp_path / "moved")
     train_and_evaluate(config, tmp_path / "moved")
     assert read_metrics(tmp_path / "moved") == read_metrics(tmp_path / "straight")
+
+
+def test_a_non_finite_step_keeps_the_state_and_records_its_step():
+    """``train_step`` hands back the state it was given from the first non-finite step on."""
+    optimizer = optax.sgd(0.1)
+    loss_fn = lambda params, carry, batch, key: (jnp.sum(batch * params["w"] ** 2), carry)
+    step_fn = jax.jit(partial(train_step, loss_fn, optimizer, 0))
+    state, diverged_at = init_train_state({"w": jnp.ones(3)}, optimizer), jnp.zeros((), jnp.int32)
+    states = []
+    for step in range(8):
+        batch = jnp.full(3, jnp.nan if step == 5 else 1.0)  # the 6th update is not finite
+        state, _, diverged_at = step_fn(state, diverged_at, batch)
+        states.append(state)
+    assert int(diverged_at) == 6 and int(state.step) == 5
+    jax.tree.map(np.testing.assert_array_equal, state, states[4])
+
+
+def test_divergence_between_log_steps_stops_at_the_next_one(tmp_path, corpus, monkeypatch):
+    config = tiny_config(corpus, "lstm", log_every=4, eval_every=4, checkpoint_every=4)
+    real_batch, real_loss = language_modeling.training_batch, LanguageModeling.loss
+
+    def poisoned_batch(config, tokens, step, rows=slice(None)):
+        inputs, targets, reset = real_batch(config, tokens, step, rows)
+        return (inputs - 1000 if step == 5 else inputs), targets, reset  # the 6th update
+
+    def loss_that_sees_poison(self, params, carry, batch, dropout_key):
+        loss, carry = real_loss(self, params, carry, batch, dropout_key)
+        return jnp.where(jnp.any(batch[0] < 0), jnp.nan, loss), carry
+
+    monkeypatch.setattr(language_modeling, "training_batch", poisoned_batch)
+    monkeypatch.setattr(LanguageModeling, "loss", loss_that_sees_poison)
+    with pytest.raises(TrainingDivergedError, match="diverged at step 6"):
+        train_and_evaluate(config, tmp_path / "run")
+    assert RunCheckpoints(tmp_path / "run" / "checkpoints").latest.all_steps() == [4]
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [4]

@@ -40,15 +40,14 @@ def all_reduces(config):
     window of 64 steps (4 gradient chunks of the fused recurrence)."""
     config.seq_len = 64
     mesh = make_mesh(config.mesh)
-    with jax.set_mesh(mesh):
-        training = training_task_type(config)(config, tempfile.mkdtemp())
-        optimizer, _ = make_optimizer(config.optim, config.num_steps)
-        state, shardings = start_state(training, optimizer, config, mesh)
-        step = jax.jit(partial(train_step, training.loss, optimizer, config.seed),
-                       out_shardings=(shardings, replicated(mesh), replicated(mesh)))
-        rows = training.training_batch(0, process_rows(mesh, config.batch_size))
-        batch = global_batch(mesh, rows, config.batch_size)
-        hlo = step.lower(state, jnp.zeros((), jnp.int32), batch).compile().as_text()
+    training = training_task_type(config)(config, tempfile.mkdtemp(), mesh)
+    optimizer, _ = make_optimizer(config.optim, config.num_steps)
+    state, shardings = start_state(training, optimizer, config, mesh)
+    step = jax.jit(partial(train_step, training.loss, optimizer, config.seed),
+                   out_shardings=(shardings, replicated(mesh), replicated(mesh)))
+    rows = training.training_batch(0, process_rows(mesh, config.batch_size))
+    batch = global_batch(mesh, rows, config.batch_size)
+    hlo = step.lower(state, jnp.zeros((), jnp.int32), batch).compile().as_text()
     computations = {block.split()[0].lstrip("%"): block for block in re.split(r"\n(?=\S)", hlo)}
     bodies = set(re.findall(r"body=%?([\w.\-]+)", hlo))
     count = lambda text: len(re.findall(r"all-reduce(?:-start)?\(", text))

@@ -25,10 +25,11 @@ import jax
 
 from experiments.benchmarks import recurrent_contenders as contenders
 from experiments.benchmarks.environment import (
-    describe_environment, keep_freed_memory, matmul_precision_for_backend, wait_for_idle_cpu,
+    describe_environment, matmul_precision_for_backend, wait_for_idle_cpu,
 )
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import measure_alternating
+from experiments.freed_memory import keep_freed_memory
 
 CELLS = ("elman", "lstm", "gru")
 MODES = ("train", "forward")

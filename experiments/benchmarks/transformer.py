@@ -28,11 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.benchmarks.environment import (
-    describe_environment, keep_freed_memory, matmul_precision_for_backend, torch_device,
+    describe_environment, matmul_precision_for_backend, torch_device,
 )
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating, torch_candidates
 from experiments.configs import nanogpt_cpu
+from experiments.freed_memory import keep_freed_memory
 from seqjax.losses import mean_cross_entropy
 from seqjax.models import build_model
 from seqjax.training.language_modeling import language_model_loss

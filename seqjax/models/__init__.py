@@ -13,11 +13,15 @@ RECURRENT_KINDS = ("elman", "lstm", "gru")
 MODEL_KINDS = RECURRENT_KINDS + ("transformer",)
 
 
-def build_model(model_config, vocab_size, context_length):
-    """The model named by ``model_config.kind`` (``elman``, ``lstm``, ``gru`` or ``transformer``)."""
+def build_model(model_config, vocab_size, context_length, mesh=None):
+    """The model named by ``model_config.kind`` (``elman``, ``lstm``, ``gru`` or ``transformer``).
+
+    ``mesh``: the device mesh a training run splits its batch over (the recurrent models' fused
+    layers then run on each device's rows; see :func:`seqjax.fused_recurrence.fused_unroll`).
+    """
     kind = model_config.kind
     if kind in RECURRENT_KINDS:
-        return recurrent_lm.from_config(model_config, vocab_size, context_length)
+        return recurrent_lm.from_config(model_config, vocab_size, context_length, mesh)
     if kind == "transformer":
         from seqjax.models import transformer_lm
 

@@ -11,6 +11,8 @@ argument and a result, so training can carry it across consecutive windows (trun
 as char-rnn does) and generation can carry it from token to token.
 """
 
+from typing import Any
+
 import flax.linen as nn
 
 from seqjax.recurrent_modules import StackedRecurrent
@@ -26,11 +28,12 @@ class RecurrentLM(nn.Module):
     num_layers: int = 1
     dropout: float = 0.0
     fused: bool = True
+    mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
 
     def _stack(self, **module_kwargs):
         return StackedRecurrent(
             self.cell, self.hidden_size, self.num_layers, self.dropout,
-            fused=self.fused, **module_kwargs,
+            fused=self.fused, mesh=self.mesh, **module_kwargs,
         )
 
     def initial_carry(self, batch_size):
@@ -56,7 +59,7 @@ class RecurrentLM(nn.Module):
         return logits[:, 0], state
 
 
-def from_config(model_config, vocab_size, context_length=None):
+def from_config(model_config, vocab_size, context_length=None, mesh=None):
     """A :class:`RecurrentLM` from a config's ``model`` section (``kind`` names the cell)."""
     del context_length
     return RecurrentLM(
@@ -67,4 +70,5 @@ def from_config(model_config, vocab_size, context_length=None):
         num_layers=model_config.num_layers,
         dropout=model_config.dropout,
         fused=model_config.get("fused", True),
+        mesh=mesh,
     )

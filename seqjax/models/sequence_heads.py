@@ -15,6 +15,7 @@ padding: the recurrent ones are zero, and no valid step attends to them.
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -63,6 +64,7 @@ class RecurrentEncoder(nn.Module):
     num_layers: int = 1
     direction: str = "forward"
     full_length: bool = False
+    mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
@@ -78,7 +80,7 @@ class RecurrentEncoder(nn.Module):
                 fused = self.full_length and self.direction == "forward"
                 carry, states = Recurrent(
                     self.cell, self.hidden_size, reverse=self.direction == "backward",
-                    fused=fused, name=f"layer_{index}",
+                    fused=fused, mesh=self.mesh, name=f"layer_{index}",
                 )(states, seq_lengths=None if fused else lengths)
                 summary = output(carry)
         return states, summary
@@ -223,11 +225,12 @@ class ManyToMany(nn.Module):
         return nn.Dense(self.output_size, name="head")(states)
 
 
-def encoder_from_config(model_config, vocab_size, max_length, full_length=False):
+def encoder_from_config(model_config, vocab_size, max_length, full_length=False, mesh=None):
     """The encoder of ``model_config.kind`` (``elman | lstm | gru | transformer``).
 
     ``vocab_size=None`` for real-valued inputs; ``max_length`` sizes learned positions;
-    ``full_length``: every sequence is ``max_length`` long (recurrent encoders then run fused).
+    ``full_length``: every sequence is ``max_length`` long (recurrent encoders then run fused,
+    their batch split over ``mesh`` when one is given).
     """
     if model_config.kind == "transformer":
         return TransformerEncoder(
@@ -239,15 +242,15 @@ def encoder_from_config(model_config, vocab_size, max_length, full_length=False)
     return RecurrentEncoder(
         cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=vocab_size,
         embed_size=model_config.embed_size, num_layers=model_config.num_layers,
-        direction=model_config.direction, full_length=full_length,
+        direction=model_config.direction, full_length=full_length, mesh=mesh,
     )
 
 
-def sequence_model_from_config(model_config, task):
+def sequence_model_from_config(model_config, task, mesh=None):
     """A :class:`ManyToOne` (classification, regression) or :class:`ManyToMany` (tagging) model
     for ``task`` (a :class:`seqjax.tasks.Task`) with the encoder of ``model_config``."""
     vocab_size = len(task.input_vocabulary) if task.input_vocabulary is not None else None
     encoder = encoder_from_config(model_config, vocab_size, task.max_input_length,
-                                  task.full_length)
+                                  task.full_length, mesh)
     head = ManyToMany if task.kind == "tagging" else ManyToOne
     return head(encoder=encoder, output_size=task.num_outputs)

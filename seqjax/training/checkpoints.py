@@ -12,6 +12,7 @@ Arrays are restored onto the shardings of the target state's arrays, so a run wr
 mesh (N devices, P processes) resumes on another.
 """
 
+import json
 import shutil
 import warnings
 from collections import Counter
@@ -21,23 +22,32 @@ import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from seqjax.errors import CheckpointMismatchError, SeqjaxError
+from seqjax.errors import CheckpointMismatchError, UnreadableCheckpointError
 
-
-class UnreadableCheckpointError(SeqjaxError, ValueError):
-    """A checkpoint's files are damaged or incomplete."""
+# What tensorstore and orbax say about damaged or missing checkpoint files.
+DAMAGE_SIGNS = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "Error reading", "Error opening",
+                "was not found in the checkpoint", "Expecting value")
 
 
 class UnreadableCheckpointWarning(UserWarning):
     """A damaged latest checkpoint was set aside; the run resumes from the one before it."""
 
 
-def _manager(directory, max_to_keep):
+def _manager(directory, max_to_keep, writer):
+    """A writer creates the folder and removes temporary folders of saves cut short by a kill;
+    a reader (e.g. sampling while the run trains) touches nothing."""
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True,
-        cleanup_tmp_directories=True,  # a save cut short by a kill leaves a temporary folder
+        max_to_keep=max_to_keep, enable_async_checkpointing=False, create=writer,
+        cleanup_tmp_directories=writer, read_only=not writer,
     )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+
+def _is_damage(error):
+    """Whether a restore failed on damaged or missing files (not on a mismatch or an outage)."""
+    if isinstance(error, (json.JSONDecodeError, FileNotFoundError)):
+        return True
+    return any(sign in str(error) for sign in DAMAGE_SIGNS)
 
 
 def _abstract(tree):
@@ -51,7 +61,8 @@ def _layout(leaves):
 def _fits(step_directory, target):
     """Whether the stored arrays include the target's shapes and dtypes (None: unreadable)."""
     try:
-        stored = ocp.StandardCheckpointer().metadata(step_directory / "state").item_metadata.tree
+        with ocp.StandardCheckpointer() as checkpointer:
+            stored = checkpointer.metadata(step_directory / "state").item_metadata.tree
     except Exception:  # noqa: BLE001 - any failure to read the metadata means damaged files
         return None
     stored_leaves = jax.tree.leaves(stored, is_leaf=lambda x: hasattr(x, "shape"))
@@ -86,18 +97,21 @@ def _restore(manager, step, target, what, part=False):
                 f"the {what} checkpoint at step {step} in {manager.directory} does not fit this "
                 f"model ({reason}); use a fresh --workdir or the run's own config"
             ) from None
+        if not _is_damage(error):
+            raise  # e.g. out of memory, or a network file system that failed: not the files
         raise UnreadableCheckpointError(
             f"the {what} checkpoint {directory} cannot be read ({reason})"
         ) from None
 
 
 class RunCheckpoints:
-    """The ``latest`` and ``best`` checkpoints of one run directory."""
+    """The ``latest`` and ``best`` checkpoints of one run directory; only the run itself is a
+    ``writer`` (readers never create, delete or move anything)."""
 
-    def __init__(self, directory):
-        self.directory = Path(directory)
-        self.latest = _manager(self.directory / "latest", max_to_keep=2)
-        self.best = _manager(self.directory / "best", max_to_keep=1)
+    def __init__(self, directory, writer=False):
+        self.directory, self.writer = Path(directory), writer
+        self.latest = _manager(self.directory / "latest", 2, writer)
+        self.best = _manager(self.directory / "best", 1, writer)
 
     def close(self):
         """Stop orbax's background threads (before the process exits)."""
@@ -144,13 +158,23 @@ class RunCheckpoints:
         self.latest.reload()
         return destination
 
+    def _tidy_after_restore(self, unreadable):
+        for step, error in unreadable:
+            moved = self._set_aside(step)
+            warnings.warn(f"{error}; moved it to {moved} and resuming from the checkpoint before "
+                          "it", UnreadableCheckpointWarning, stacklevel=3)
+        step = self.latest.latest_step()
+        for newer in [s for s in self.best.all_steps() if step is None or s > step]:
+            self.best.delete(newer)
+
     def restore_latest(self, target_state):
         """``(state, record)`` of the newest readable latest checkpoint, or ``None`` if none.
 
-        Unreadable newer ones are set aside, each with an :class:`UnreadableCheckpointWarning`;
-        when none is readable, nothing is moved and :class:`UnreadableCheckpointError` names the
-        fix. Best checkpoints newer than the restored one (saved by a run killed before its next
-        latest checkpoint; all of them when there is none) are dropped: the run recomputes them.
+        A writer sets unreadable newer ones aside, each with an
+        :class:`UnreadableCheckpointWarning`; when none is readable, nothing is moved and
+        :class:`UnreadableCheckpointError` names the fix. A writer also drops best checkpoints
+        newer than the restored one (saved by a run killed before its next latest checkpoint;
+        all of them when there is none): the run recomputes them.
         """
         steps, unreadable, restored = sorted(self.latest.all_steps(), reverse=True), [], None
         for step in steps:
@@ -164,13 +188,11 @@ class RunCheckpoints:
                 f"{unreadable[0][1]}, and so cannot the {len(steps) - 1} before it: restore "
                 f"{self.directory} from a backup, or start over in a fresh --workdir"
             )
-        for step, error in unreadable:
-            moved = self._set_aside(step)
-            warnings.warn(f"{error}; moved it to {moved} and resuming from the checkpoint before "
-                          "it", UnreadableCheckpointWarning, stacklevel=2)
-        step = self.latest.latest_step()
-        for newer in [s for s in self.best.all_steps() if step is None or s > step]:
-            self.best.delete(newer)
+        if unreadable and not self.writer:
+            raise UnreadableCheckpointError(f"{unreadable[0][1]}: rerun the training command, "
+                                            "which sets it aside and resumes from the one before")
+        if self.writer:
+            self._tidy_after_restore(unreadable)
         if restored is None:
             return None
         return target_state.replace(**restored.state), dict(restored.record)

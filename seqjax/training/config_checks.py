@@ -35,6 +35,11 @@ def _check_positive_ints(config, keys):
             raise ConfigError(f"config.{key} must be a positive integer, got {value!r}")
 
 
+def _check_dropout(config):
+    if not 0.0 <= _get(config, "model.dropout") < 1.0:
+        raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout!r}")
+
+
 def check_config(config):
     """Raise :class:`ConfigError` on the first missing, mistyped or out-of-range field."""
     _check_positive_ints(config, LM_POSITIVE_INTS)
@@ -48,8 +53,7 @@ def check_config(config):
     if not 0.0 <= _get(config, "data.stream_reset_probability") <= 1.0:
         raise ConfigError("config.data.stream_reset_probability must be in [0, 1], got "
                           f"{config.data.stream_reset_probability!r}")
-    if not 0.0 <= _get(config, "model.dropout") < 1.0:
-        raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout!r}")
+    _check_dropout(config)
 
 
 def _check_choice(value, choices, key):
@@ -85,8 +89,7 @@ def check_task_config(config, task):
             f"direction={model.get('direction')!r} can read: use an elman, lstm or gru model "
             "with config.model.direction=forward"
         )
-    if not 0.0 <= model.dropout < 1.0:
-        raise ConfigError(f"config.model.dropout must be in [0, 1), got {model.dropout!r}")
+    _check_dropout(config)
     if config.eval_beam_size < 0:
         raise ConfigError(f"config.eval_beam_size must be >= 0 (0 = greedy only), got "
                           f"{config.eval_beam_size!r}")

@@ -4,8 +4,8 @@ Every process runs the same command; JAX's distributed runtime connects them thr
 coordinator (process 0's address), after which ``jax.devices()`` lists the devices of every
 process and one ``jax.jit`` program runs over all of them. The settings come from the
 arguments, else from the environment (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
-``JAX_PROCESS_ID``); with none of them and ``auto=True`` JAX detects the cluster itself
-(SLURM, Open MPI, Cloud TPU, Kubernetes...).
+``JAX_PROCESS_ID``); with none of them JAX detects the cluster itself when the job is one of
+several tasks of SLURM or Open MPI, or when ``auto=True`` (Cloud TPU, Kubernetes...).
 
 If a process dies, the others stop within ``heartbeat_timeout`` seconds: JAX's coordination
 service notices the missing heartbeats and terminates them with "Terminating process because
@@ -21,6 +21,13 @@ from seqjax.errors import ConfigError
 
 ENVIRONMENT = {"coordinator_address": "JAX_COORDINATOR_ADDRESS",
                "num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID"}
+# Set by schedulers that start one process per task: more than 1 means a multi-process job.
+TASK_COUNTS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+
+
+def started_as_one_of_several_tasks():
+    """Whether SLURM (``srun``) or Open MPI (``mpirun``) started this process as one of many."""
+    return any(int(os.environ.get(name, "1") or 1) > 1 for name in TASK_COUNTS)
 
 
 def settings_from(coordinator_address=None, num_processes=None, process_id=None):
@@ -39,9 +46,10 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
     """Join the multi-process run described by the settings; returns whether one was joined.
 
     Must come before any other JAX call of the process. With no settings and ``auto=False``
-    it does nothing (a single-process run).
+    it does nothing (a single-process run) unless SLURM or Open MPI started several tasks.
     """
     settings = settings_from(coordinator_address, num_processes, process_id)
+    auto = auto or started_as_one_of_several_tasks()
     if all(value is None for value in settings.values()) and not auto:
         return False
     if not auto and None in settings.values():

@@ -63,8 +63,9 @@ def evaluate(config, model, params, tokens, mesh, eval_fn=None):
     """Loss in nats/token over ``config.batch_size`` contiguous streams of ``tokens``, the RNN
     state carried across windows (``config.eval_batches > 0`` keeps the first windows).
 
-    The batches are laid out on ``mesh`` like training batches; the sum stays on the device
-    until the end. ``eval_fn``: ``eval_step`` of ``model`` already jitted (else it is jitted).
+    The batches are laid out on ``mesh`` like training batches; the windows' sums stay on the
+    device until the end (one wait), then add up in float64. ``eval_fn``: ``eval_step`` of
+    ``model`` already jitted (else it is jitted).
     """
     eval_fn = eval_fn or jax.jit(partial(eval_step, model))
     rows = process_rows(mesh, config.batch_size)
@@ -74,15 +75,16 @@ def evaluate(config, model, params, tokens, mesh, eval_fn=None):
     carry = jax.tree.map(lambda c: np.zeros((rows.stop - rows.start,) + c.shape[1:], c.dtype),
                          model.initial_carry(config.batch_size))
     carry = global_batch(mesh, carry, config.batch_size)
-    total = 0.0
+    sums = []
     for k in range(num_windows):
         inputs, targets, _ = stream_windows(
             tokens, batch_size=config.batch_size, seq_len=config.seq_len, step=k, rows=rows
         )
         loss_sum, carry = eval_fn(params, carry, *global_batch(mesh, (inputs, targets),
                                                                config.batch_size))
-        total = total + loss_sum
-    return float(host_value(total)) / (num_windows * config.batch_size * config.seq_len)
+        sums.append(loss_sum)
+    total = np.sum([host_value(loss_sum) for loss_sum in sums], dtype=np.float64)
+    return float(total) / (num_windows * config.batch_size * config.seq_len)
 
 
 class LanguageModeling:
@@ -92,10 +94,10 @@ class LanguageModeling:
     identity_keys = ("seed", "batch_size", "seq_len", "data", "model")
     check_config = staticmethod(check_config)
 
-    def __init__(self, config, workdir):
+    def __init__(self, config, workdir, mesh=None):
         self.config = config
         self.data = prepare_language_data(config.data, workdir, config.batch_size * config.seq_len + 1)
-        self.model = build_model(config.model, self.data.tokenizer.vocab_size, config.seq_len)
+        self.model = build_model(config.model, self.data.tokenizer.vocab_size, config.seq_len, mesh)
         self._eval_step = jax.jit(partial(eval_step, self.model))
 
     def init_params(self, key):

@@ -2,7 +2,7 @@
 
 What is trained is a *training task* (:class:`~seqjax.training.language_modeling.LanguageModeling`
 for configs without ``config.task``, :class:`~seqjax.training.sequence_tasks.SequenceTask` for
-the generated tasks), which provides::
+the generated tasks), built as ``TaskType(config, workdir, mesh)``, which provides::
 
     identity_keys                      config sections a resumed run must share
     check_config(config)               raise ConfigError on a bad field
@@ -43,6 +43,7 @@ from seqjax.training.sharding import (
     state_shardings,
 )
 from seqjax.training.step import init_train_state, train_step
+from seqjax.training.timing import PhaseClock
 from seqjax.training.workdir import check_run_identity, claim_workdir, disk_full_as_message
 
 
@@ -64,7 +65,7 @@ def start_state(training, optimizer, config, mesh):
         params = training.init_params(jax.random.PRNGKey(config.seed))
         return init_train_state(params, optimizer, training.initial_carry(config.batch_size))
 
-    min_size = config.get("mesh", DEFAULT_MESH)["fsdp_min_size"]
+    min_size = config.get("mesh", DEFAULT_MESH).get("fsdp_min_size", DEFAULT_MESH["fsdp_min_size"])
     shardings = state_shardings(jax.eval_shape(init), mesh, min_size)
     return jax.jit(init, out_shardings=shardings)(), shardings
 
@@ -74,28 +75,29 @@ def check_not_diverged(diverged_at, checkpoint_dir):
     if step:
         raise TrainingDivergedError(
             f"training diverged at step {step} (a non-finite loss or parameters); the last good "
-            f"checkpoint in {checkpoint_dir} is intact. Lower --config.optim.learning_rate or "
-            "set --config.optim.grad_clip, then rerun to resume"
+            f"checkpoint in {checkpoint_dir} is intact. Lower --config.optim.learning_rate, then "
+            "rerun to resume"
         )
 
 
 def train_and_evaluate(config, workdir):
     """Train ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the last record."""
-    kind = training_task_type(config)
-    kind.check_config(config)
+    clock = PhaseClock()
+    task_type = training_task_type(config)
+    task_type.check_config(config)
     mesh = make_mesh(config.get("mesh", DEFAULT_MESH))
     check_mesh(config, batch_shards(mesh))
-    first = jax.process_index() == 0
-    with claim_workdir(workdir, lock=first) as workdir, jax.set_mesh(mesh), \
-            RunCheckpoints(workdir / "checkpoints") as checkpoints:
+    writes = jax.process_index() == 0  # process 0 writes config, tokenizer, metrics, timing
+    with claim_workdir(workdir, lock=writes) as workdir, \
+            RunCheckpoints(workdir / "checkpoints", writer=True) as checkpoints:
         resuming = checkpoints.has_run()
-        check_run_identity(config, workdir, kind.identity_keys, resuming=resuming, write=first)
-        if first and not resuming:  # a tokenizer left by an attempt that never checkpointed
+        check_run_identity(config, workdir, task_type.identity_keys, resuming=resuming, write=writes)
+        if writes and not resuming:  # a tokenizer left by an attempt that never checkpointed
             (workdir / "tokenizer.json").unlink(missing_ok=True)
-        training = kind(config, workdir) if first else None  # process 0 writes the tokenizer
-        if jax.process_count() > 1:
+        training = task_type(config, workdir, mesh) if writes else None
+        if jax.process_count() > 1:  # the others read the tokenizer process 0 wrote
             multihost_utils.sync_global_devices("workdir ready")
-        training = training or kind(config, workdir)
+        training = training or task_type(config, workdir, mesh)
         optimizer, schedule = make_optimizer(config.optim, config.num_steps)
         state, shardings = start_state(training, optimizer, config, mesh)
         best_val_loss, restored = math.inf, checkpoints.restore_latest(state)
@@ -104,33 +106,45 @@ def train_and_evaluate(config, workdir):
             best_val_loss = record["best_val_loss"]
         step_fn = jax.jit(partial(train_step, training.loss, optimizer, config.seed),
                           donate_argnums=0, out_shardings=(shardings, replicated(mesh), replicated(mesh)))
-        loop = TrainingLoop(config, workdir, training, mesh, checkpoints, schedule, best_val_loss)
+        loop = TrainingLoop(config, workdir, training, mesh, checkpoints, schedule, best_val_loss,
+                            clock)
         return loop.run(step_fn, state)
 
 
 class TrainingLoop:
     """The steps of one run from its current state to ``config.num_steps``."""
 
-    def __init__(self, config, workdir, training, mesh, checkpoints, schedule, best_val_loss):
+    def __init__(self, config, workdir, training, mesh, checkpoints, schedule, best_val_loss,
+                 clock):
         self.config, self.workdir, self.training, self.mesh = config, Path(workdir), training, mesh
         self.checkpoints, self.schedule, self.best_val_loss = checkpoints, schedule, best_val_loss
+        self.clock, self.writes = clock, jax.process_index() == 0
 
     def run(self, step_fn, state):
         config, start = self.config, int(host_value(state.step))
-        writes = jax.process_index() == 0
-        self.metrics = MetricsLog(self.workdir, resume_step=start, enabled=writes)
+        with disk_full_as_message(self.workdir, "metrics.jsonl"):
+            self.metrics = MetricsLog(self.workdir, resume_step=start, enabled=self.writes)
         rows = process_rows(self.mesh, config.batch_size)
+        batches = (global_batch(self.mesh, self.training.training_batch(step, rows), config.batch_size)
+                   for step in range(start, config.num_steps))
         diverged_at = jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated(self.mesh))()
         progress = tqdm(total=config.num_steps, initial=start, desc=config.get("task", "train"),
-                        disable=not (config.progress_bar and writes))
+                        disable=not (config.progress_bar and self.writes))
+        self.clock.all_so_far_is("setup")
         record = {}
-        for step in range(start, config.num_steps):
-            batch = global_batch(self.mesh, self.training.training_batch(step, rows), config.batch_size)
-            state, loss, diverged_at = step_fn(state, diverged_at, batch)
-            progress.update(1)
-            record = self.after_step(step + 1, state, loss, diverged_at, progress)
-        progress.close()
-        self.metrics.close()
+        try:
+            for step, batch in zip(range(start, config.num_steps), batches):
+                if step == start:
+                    with self.clock.phase("compile"):
+                        step_fn = step_fn.lower(state, diverged_at, batch).compile()
+                state, loss, diverged_at = step_fn(state, diverged_at, batch)
+                progress.update(1)
+                record = self.after_step(step + 1, state, loss, diverged_at, progress)
+        finally:  # TensorBoard's buffered events too
+            progress.close()
+            self.metrics.close()
+        if self.writes:
+            self.clock.write(self.workdir, config.num_steps - start)
         return record or (read_metrics(self.workdir) or [{}])[-1]  # a finished run: its last record
 
     def after_step(self, done, state, loss, diverged_at, progress):
@@ -142,7 +156,7 @@ class TrainingLoop:
         )
         if not (due_log or due_eval or due_checkpoint):
             return {}
-        check_not_diverged(diverged_at, self.checkpoints.directory)
+        check_not_diverged(diverged_at, self.checkpoints.directory)  # waits for the steps
         record = {}
         if due_log:
             loss = float(host_value(loss))
@@ -150,15 +164,19 @@ class TrainingLoop:
                       "learning_rate": float(self.schedule(done - 1))}
             progress.set_postfix(loss=f"{loss:.3f}")
         if due_eval:
-            record.update(step=done, **self.training.evaluate(state.params, self.mesh))
+            with self.clock.phase("evaluation"):
+                record.update(step=done, **self.training.evaluate(state.params, self.mesh))
             if record["val_loss"] < self.best_val_loss:
                 self.best_val_loss = record["val_loss"]
-                with disk_full_as_message(self.workdir, "the best checkpoint"):
+                with disk_full_as_message(self.workdir, "the best checkpoint"), \
+                        self.clock.phase("checkpoints"):
                     self.checkpoints.save_best(done, state.params, record)
         if record:
             with disk_full_as_message(self.workdir, "metrics.jsonl"):
                 self.metrics.write(record)
         if due_checkpoint:
-            with disk_full_as_message(self.workdir, "the latest checkpoint"):
-                self.checkpoints.save_latest(done, state, {"step": done, "best_val_loss": self.best_val_loss})
+            record_of_run = {"step": done, "best_val_loss": self.best_val_loss}
+            with disk_full_as_message(self.workdir, "the latest checkpoint"), \
+                    self.clock.phase("checkpoints"):
+                self.checkpoints.save_latest(done, state, record_of_run)
         return record

@@ -29,11 +29,12 @@ def task_from_config(config):
     return get_task(config.task, **config.get("task_options", {}))
 
 
-def build_task_model(model_config, task):
-    """The Flax model for ``task``: an encoder-decoder for seq2seq, else an encoder and head."""
+def build_task_model(model_config, task, mesh=None):
+    """The Flax model for ``task``: an encoder-decoder for seq2seq, else an encoder and head
+    (whose fused recurrent layers split the batch over ``mesh``, if given)."""
     if task.kind == "seq2seq":
         return seq2seq_from_config(model_config, task)
-    return sequence_model_from_config(model_config, task)
+    return sequence_model_from_config(model_config, task, mesh)
 
 
 def model_inputs(task_kind, batch):
@@ -77,11 +78,11 @@ class SequenceTask:
     def check_config(config):
         check_task_config(config, task_from_config(config))
 
-    def __init__(self, config, workdir=None):
+    def __init__(self, config, workdir=None, mesh=None):
         del workdir  # a generated task keeps nothing in the workdir
         self.config = config
         self.task = task_from_config(config)
-        self.model = build_task_model(config.model, self.task)
+        self.model = build_task_model(config.model, self.task, mesh)
         self._eval_step = jax.jit(partial(eval_step, self.model, self.task, config.eval_beam_size))
         self._held_out = None
 
@@ -93,6 +94,8 @@ class SequenceTask:
         return None  # every example starts afresh
 
     def training_batch(self, step, rows):
+        """This process's ``rows`` of batch ``step``: the batch's examples come from one random
+        stream, so it is drawn whole (cheap: a few arrays of ints) and then sliced."""
         batch = self.task.training_batch(self.config.seed, step, self.config.batch_size)
         return jax.tree.map(lambda x: x[rows], batch)
 

@@ -102,7 +102,10 @@ def process_rows(mesh, batch_size):
     stop = max(index[0].stop or batch_size for index in indices)
     rows_per_device = batch_size // batch_shards(mesh)
     if stop - starts[0] != len(starts) * rows_per_device:
-        raise ValueError("this process's devices do not hold one contiguous block of the batch")
+        raise ConfigError(
+            f"process {jax.process_index()}'s devices are not neighbours in the mesh, so its "
+            "rows of the batch are not one block: keep jax.devices()' order (the default mesh)"
+        )
     return slice(starts[0], stop)
 
 

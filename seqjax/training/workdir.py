@@ -14,11 +14,21 @@ import fcntl
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 
 from seqjax.errors import CheckpointMismatchError, WorkdirError
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+def is_disk_full(error):
+    """An ``OSError`` of a full disk or quota, or orbax's (tensorstore's) report of one."""
+    if isinstance(error, OSError):
+        return error.errno in DISK_FULL
+    text = str(error)
+    return "RESOURCE_EXHAUSTED" in text and ("os_error_code='28'" in text or "No space" in text)
 
 
 @contextlib.contextmanager
@@ -33,20 +43,33 @@ def claim_workdir(workdir, lock=True):
         yield workdir
         return
     with open(workdir / ".lock", "a+") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or "another process"
-            raise WorkdirError(f"--workdir {workdir} is in use by another training run ({holder}): "
-                               "wait for it to finish, or use another --workdir") from None
+        locked = _lock(lock_file, workdir)
         lock_file.truncate(0)
         lock_file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         lock_file.flush()
         try:
             yield workdir
         finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _lock(lock_file, workdir):
+    """Take the workdir's lock; False (with a warning) on a file system without locks."""
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        lock_file.seek(0)
+        holder = lock_file.read().strip() or "another process"
+        raise WorkdirError(f"--workdir {workdir} is in use by another training run ({holder}): "
+                           "wait for it to finish, or use another --workdir") from None
+    except OSError as error:  # some NFS, Lustre and FUSE mounts have no locks
+        if error.errno not in NO_LOCKS:
+            raise
+        warnings.warn(f"the file system of {workdir} has no file locks: nothing stops a second "
+                      "run on this workdir", RuntimeWarning, stacklevel=4)
+        return False
 
 
 @contextlib.contextmanager
@@ -54,8 +77,8 @@ def disk_full_as_message(workdir, what):
     """Turn running out of disk space while writing ``what`` into one line naming the fix."""
     try:
         yield
-    except OSError as error:
-        if error.errno not in DISK_FULL:
+    except (OSError, ValueError) as error:
+        if not is_disk_full(error):
             raise
         raise WorkdirError(
             f"no space left on the disk of {workdir} while writing {what}; the last complete "
