@@ -7,6 +7,9 @@
 Language-model runs end by printing a sample from the best checkpoint. Sequence-task configs
 (``experiments/configs/tasks/``, with ``config.task`` set) train a classifier, regressor, tagger or
 seq2seq model instead: ``--config=experiments/configs/tasks/reverse.py:gru_additive``.
+
+A run uses every device it sees (``--config.mesh.*``, see docs/training.md); one process of a
+multi-process run also takes ``--coordinator_address --num_processes --process_id``.
 """
 
 import json

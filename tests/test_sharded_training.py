@@ -3,8 +3,8 @@
 Sharded runs sum the gradients and the losses in another order than one device does, so they
 agree to float32 reduction-order tolerance, not bit for bit: over these 12-step runs the logged
 losses and metrics agree to ``rtol = 1e-5`` (measured: 2e-7 at most) and the final parameters
-to ``atol = 2e-5`` (measured: 1e-5 at most, in parameters that stay near 0, where AdamW turns a
-gradient of rounding noise into a step of the learning rate's size). The sharded runs go through ``JAX_NUM_CPU_DEVICES=4`` in a
+to ``atol = 2e-5, rtol = 1e-4`` (measured: 1e-5 at most, in parameters that stay near 0, where
+AdamW turns a gradient of rounding noise into a step of the learning rate's size). The sharded runs go through ``JAX_NUM_CPU_DEVICES=4`` in a
 subprocess; the 2-process runs through ``jax.distributed`` on localhost, by the command line.
 """
 
@@ -94,7 +94,8 @@ def final_params(workdir, config):
     training = training_task_type(config)(config, workdir)
     optimizer, _ = make_optimizer(config.optim, config.num_steps)
     fresh, _ = start_state(training, optimizer, config, make_mesh(DEFAULT_MESH))
-    state, _ = RunCheckpoints(Path(workdir) / "checkpoints").restore_latest(fresh)
+    with RunCheckpoints(Path(workdir) / "checkpoints") as checkpoints:  # a reader: changes nothing
+        state, _ = checkpoints.restore_latest(fresh)
     return state.params
 
 

@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 
 from seqjax.errors import CheckpointMismatchError, UnreadableCheckpointError
 
+UNFINISHED_SAVE = ".orbax-checkpoint-tmp"  # orbax saves to STEP + this, then renames it
 # What tensorstore and orbax say about damaged or missing checkpoint files.
 DAMAGE_SIGNS = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "Error reading", "Error opening",
                 "was not found in the checkpoint", "Expecting value")
@@ -34,11 +35,15 @@ class UnreadableCheckpointWarning(UserWarning):
 
 
 def _manager(directory, max_to_keep, writer):
-    """A writer creates the folder and removes temporary folders of saves cut short by a kill;
-    a reader (e.g. sampling while the run trains) touches nothing."""
+    """A writer creates the folder and first removes the temporary folders of saves cut short
+    by a kill (here, not by orbax's own option, whose thread can outlive the process); a reader
+    (e.g. sampling while the run trains) touches nothing."""
+    if writer and jax.process_index() == 0:
+        for unfinished in Path(directory).glob(f"*{UNFINISHED_SAVE}*"):
+            shutil.rmtree(unfinished)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=False, create=writer,
-        cleanup_tmp_directories=writer, read_only=not writer,
+        save_root_metadata=writer,
     )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 

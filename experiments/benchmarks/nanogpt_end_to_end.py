@@ -1,0 +1,138 @@
+"""End to end, start to finished sample: ``nanogpt_cpu.py`` beside nanoGPT's own CPU run.
+
+    python -m experiments.benchmarks.nanogpt_end_to_end --nanogpt_dir=PATH --workdir=runs/e2e
+
+``PATH`` is a checkout of https://github.com/karpathy/nanoGPT; its ``shakespeare_char`` data is
+prepared from our copy of Tiny Shakespeare (``$SEQJAX_DATA_DIR``), so nothing is downloaded.
+Each round runs both jobs one after the other (the order alternates between rounds), in fresh
+folders and without a compilation cache, as a new user would, and times each command from
+start to exit:
+
+- seqjax: ``python -m experiments.train --config=experiments/configs/nanogpt_cpu.py``, which
+  ends by printing a 58-character sample; its ``timing.json`` says where the time went;
+- nanoGPT: ``train.py`` with the command of its README's CPU run, then ``sample.py`` for one
+  sample of the same length.
+
+Both final models are also scored on the same evaluation, seqjax's: the whole validation split
+in contiguous windows (:func:`seqjax.training.language_modeling.evaluate`); nanoGPT's own
+``ckpt.pt`` through its own ``model.py``. The report (JSON) records the machine.
+"""
+
+import argparse
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from experiments.benchmarks.environment import describe_environment
+from seqjax.data import num_stream_windows, stream_windows
+from seqjax.data.corpora import resolve_data_dir
+
+NANOGPT_TRAIN = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+                 "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12",
+                 "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
+                 "--lr_decay_iters=2000", "--dropout=0.0"]
+SAMPLE_PROMPT, SAMPLE_TOKENS = "ROMEO:", 58
+
+
+def timed(command, cwd, log):
+    """Run ``command``; returns its wall seconds and stdout (both streams go to ``log`` too)."""
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    Path(log).write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} failed (exit {result.returncode}); see {log}")
+    return seconds, result.stdout
+
+
+def prepare_nanogpt_data(nanogpt_dir):
+    data_dir = Path(nanogpt_dir) / "data" / "shakespeare_char"
+    if not (data_dir / "val.bin").exists():
+        shutil.copy(Path(resolve_data_dir()) / "tinyshakespeare.txt", data_dir / "input.txt")
+        subprocess.run([sys.executable, "prepare.py"], cwd=data_dir, check=True, capture_output=True)
+    return data_dir
+
+
+def run_seqjax(workdir, repo):
+    seconds, stdout = timed(
+        [sys.executable, "-m", "experiments.train", "--config=experiments/configs/nanogpt_cpu.py",
+         f"--workdir={workdir}", "--compilation_cache=", "--config.progress_bar=False"],
+        repo, f"{workdir}.log")
+    final = json.loads((Path(workdir) / "metrics.jsonl").read_text().splitlines()[-1])
+    return {"wall_s": round(seconds, 2), "timing": json.loads((Path(workdir) / "timing.json").read_text()),
+            "final_val_loss_whole_split": final["val_loss"]}
+
+
+def run_nanogpt(out_dir, nanogpt_dir):
+    train_s, stdout = timed([sys.executable, "train.py", *NANOGPT_TRAIN, f"--out_dir={out_dir}"],
+                            nanogpt_dir, f"{out_dir}.train.log")
+    sample_s, _ = timed([sys.executable, "sample.py", f"--out_dir={out_dir}", "--device=cpu",
+                         "--compile=False", "--num_samples=1", f"--max_new_tokens={SAMPLE_TOKENS}",
+                         f"--start={SAMPLE_PROMPT}"], nanogpt_dir, f"{out_dir}.sample.log")
+    estimates = re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", stdout)
+    return {"train_wall_s": round(train_s, 2), "sample_wall_s": round(sample_s, 2),
+            "wall_s": round(train_s + sample_s, 2),
+            "final_val_estimate_20_batches": float(estimates[-1][2]),
+            "whole_split_val_loss_of_ckpt": whole_split_loss(out_dir, nanogpt_dir)}
+
+
+def whole_split_loss(out_dir, nanogpt_dir):
+    """nanoGPT's saved model (its best by its own estimate) on seqjax's evaluation windows."""
+    import torch
+
+    sys.path.insert(0, str(nanogpt_dir))
+    from model import GPT, GPTConfig  # nanoGPT's model.py
+
+    checkpoint = torch.load(Path(out_dir) / "ckpt.pt", map_location="cpu")
+    model = GPT(GPTConfig(**checkpoint["model_args"]))
+    model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()})
+    model.eval()
+    val = np.fromfile(Path(nanogpt_dir) / "data/shakespeare_char/val.bin", dtype=np.uint16).astype(np.int64)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for k in range(num_stream_windows(len(val), 12, 64)):
+            inputs, targets, _ = stream_windows(val, batch_size=12, seq_len=64, step=k)
+            _, loss = model(torch.from_numpy(inputs).long(), torch.from_numpy(targets).long())
+            total, count = total + float(loss) * targets.size, count + targets.size
+    return {"val_loss": total / count, "iter_num": int(checkpoint["iter_num"])}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nanogpt_dir", required=True, help="a checkout of karpathy/nanoGPT")
+    parser.add_argument("--workdir", default="runs/nanogpt_end_to_end")
+    parser.add_argument("--nanogpt_commit", default="", help="recorded in the report")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                      "nanogpt_end_to_end.json"))
+    args = parser.parse_args()
+    repo, nanogpt_dir = Path(__file__).resolve().parents[2], Path(args.nanogpt_dir).resolve()
+    workdir = Path(args.workdir).resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    data_dir = prepare_nanogpt_data(nanogpt_dir)
+    meta = pickle.loads((data_dir / "meta.pkl").read_bytes())
+    rounds = []
+    for index in range(args.rounds):
+        jobs = {"seqjax": lambda: run_seqjax(workdir / f"seqjax_{index}", repo),
+                "nanogpt": lambda: run_nanogpt(workdir / f"nanogpt_{index}", nanogpt_dir)}
+        order = list(jobs) if index % 2 == 0 else list(jobs)[::-1]
+        rounds.append({"order": order, **{name: jobs[name]() for name in order}})
+        print(json.dumps(rounds[-1], indent=1))
+    report = {"environment": describe_environment(), "nanogpt_commit": args.nanogpt_commit,
+              "vocab_size": meta["vocab_size"], "rounds": rounds}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
