@@ -37,3 +37,18 @@ def tiny_shakespeare_path():
         return None
     path = os.path.join(data_dir, "tinyshakespeare.txt")
     return path if os.path.exists(path) else None
+
+
+# The files that take longest (subprocesses, notebooks, many compilations), in that order.
+# With `--dist loadfile` each file runs on one worker; starting the long ones first keeps a
+# long file from starting last while the other worker sits idle.
+LONGEST_FIRST = ("test_notebooks.py", "test_sharded_training.py", "test_reproductions_memory.py",
+                 "test_cli.py", "test_reproductions.py", "test_train.py", "test_task_training.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file and among the rest is kept

@@ -6,8 +6,9 @@
 - :mod:`~seqjax.training.step`: the train state and the jitted update;
 - :mod:`~seqjax.training.optimizer`: AdamW with warmup and cosine decay;
 - :mod:`~seqjax.training.sharding`: the device mesh and what is sharded how;
+- :mod:`~seqjax.training.distributed`: joining a multi-process run;
 - :mod:`~seqjax.training.checkpoints`, :mod:`~seqjax.training.metrics_log`,
-  :mod:`~seqjax.training.workdir`: what a run keeps on disk;
+  :mod:`~seqjax.training.workdir`, :mod:`~seqjax.training.timing`: what a run keeps on disk;
 - :mod:`~seqjax.training.config_checks`: config errors that name the fix.
 """
 
