@@ -9,11 +9,16 @@ import jax
 import pytest
 
 # Tests compile many tiny programs, often the same ones: optimizing them costs more than it
-# saves, and one on-disk compilation cache serves each test process (each xdist worker), the
-# command-line and notebook subprocesses it starts included (they inherit these variables).
-_COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
-atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+# saves, and one on-disk compilation cache serves the whole test session. The first process to
+# load this file (pytest itself, before it starts its xdist workers) makes the folder and
+# removes it at exit; the workers and the command-line and notebook subprocesses they start
+# inherit these variables, so the same program compiles once per session, not once per worker.
+_COMPILATION_CACHE = os.environ.get("SEQJAX_TESTS_COMPILATION_CACHE")
+if not _COMPILATION_CACHE:
+    _COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
+    atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 os.environ.update({
+    "SEQJAX_TESTS_COMPILATION_CACHE": _COMPILATION_CACHE,
     "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
     "JAX_COMPILATION_CACHE_DIR": _COMPILATION_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
@@ -38,17 +43,3 @@ def tiny_shakespeare_path():
     path = os.path.join(data_dir, "tinyshakespeare.txt")
     return path if os.path.exists(path) else None
 
-
-# The files that take longest (subprocesses, notebooks, many compilations), in that order.
-# With `--dist loadfile` each file runs on one worker; starting the long ones first keeps a
-# long file from starting last while the other worker sits idle.
-LONGEST_FIRST = ("test_notebooks.py", "test_sharded_training.py", "test_reproductions_memory.py",
-                 "test_cli.py", "test_reproductions.py", "test_train.py", "test_task_training.py")
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item):
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within a file and among the rest is kept
