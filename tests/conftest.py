@@ -9,16 +9,11 @@ import jax
 import pytest
 
 # Tests compile many tiny programs, often the same ones: optimizing them costs more than it
-# saves, and one on-disk compilation cache serves the whole test session. The first process to
-# load this file (pytest itself, before it starts its xdist workers) makes the folder and
-# removes it at exit; the workers and the command-line and notebook subprocesses they start
-# inherit these variables, so the same program compiles once per session, not once per worker.
-_COMPILATION_CACHE = os.environ.get("SEQJAX_TESTS_COMPILATION_CACHE")
-if not _COMPILATION_CACHE:
-    _COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
-    atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+# saves, and one on-disk compilation cache serves each test process (each xdist worker), the
+# command-line and notebook subprocesses it starts included (they inherit these variables).
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 os.environ.update({
-    "SEQJAX_TESTS_COMPILATION_CACHE": _COMPILATION_CACHE,
     "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
     "JAX_COMPILATION_CACHE_DIR": _COMPILATION_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
@@ -42,4 +37,3 @@ def tiny_shakespeare_path():
         return None
     path = os.path.join(data_dir, "tinyshakespeare.txt")
     return path if os.path.exists(path) else None
-
