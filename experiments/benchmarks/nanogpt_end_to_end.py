@@ -62,7 +62,7 @@ def prepare_nanogpt_data(nanogpt_dir):
 
 
 def run_seqjax(workdir, repo):
-    seconds, stdout = timed(
+    seconds, _ = timed(
         [sys.executable, "-m", "experiments.train", "--config=experiments/configs/nanogpt_cpu.py",
          f"--workdir={workdir}", "--compilation_cache=", "--config.progress_bar=False"],
         repo, f"{workdir}.log")
