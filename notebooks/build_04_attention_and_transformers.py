@@ -380,8 +380,11 @@ CELLS = [
 
     Decoding feeds one character at a time through a **key/value cache**: each new position
     computes its own query, key and value and attends to the cached keys and values of all
-    earlier positions, so a step costs $O(T)$ instead of rerunning the whole prefix. This GPT has
-    no sliding window, so prompt plus sample must fit in its context of `SEQ_LEN` characters.
+    earlier positions, so a step costs $O(T)$ instead of rerunning the whole prefix. The GPT was
+    trained on windows of `SEQ_LEN` characters, so past that the window slides: once the cache
+    is full, it is rebuilt from the window's last half, with every kept character at its new
+    position (`seqjax.models.transformer_lm.window_length` states the rule; keeping
+    `SEQ_LEN - 1` characters is nanoGPT's crop to the last `SEQ_LEN`).
 
     The next character is drawn from $p_\tau(y) \propto \exp(z_y / \tau)$, the logits $z$
     divided by a temperature $\tau$: a low $\tau$ is conservative and repetitive, a high one
@@ -392,7 +395,7 @@ CELLS = [
     """),
     ("code", r"""
     prompt_text = "\n"  # start a line
-    num_tokens = min(SAMPLE_TOKENS, SEQ_LEN - len(prompt_text))
+    num_tokens = SAMPLE_TOKENS  # any number: the context window slides
 
 
     @jax.jit

@@ -22,7 +22,8 @@ from seqjax.models import build_model
 
 
 class PromptError(SeqjaxError, ValueError):
-    """The prompt cannot be continued by this model (empty, or too long for its context)."""
+    """The prompt or the decoding options do not fit this model (an empty prompt, a sliding
+    window's refill length outside the context)."""
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,49 @@ def load_run(workdir, which="best"):
     return TrainedRun(config, tokenizer, model, params, record)
 
 
-@partial(jax.jit, static_argnames=("model", "num_tokens", "temperature", "top_k", "top_p"))
-def _continue_tokens(model, params, prompt, key, *, num_tokens, temperature, top_k, top_p):
-    state = model.init_decode_state(prompt.shape[0], prompt.shape[1] + num_tokens)
+@partial(jax.jit, static_argnames=("model", "num_tokens", "temperature", "top_k", "top_p",
+                                   "window"))
+def _continue_tokens(model, params, prompt, key, *, num_tokens, temperature, top_k, top_p,
+                     window):
+    state = model.init_decode_state(prompt.shape[0], prompt.shape[1] + num_tokens, **dict(window))
     step_fn = model_step_fn(model, {"params": params})
     return generate(step_fn, state, prompt, num_tokens, key,
                     temperature=temperature, top_k=top_k, top_p=top_p)
 
 
-def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p=None, seed=0):
-    """``prompt`` followed by ``num_tokens`` sampled tokens, as text (temperature 0: greedy)."""
+def _window_options(run, refill_length):
+    """``init_decode_state``'s sliding-window options: a Transformer's only (an RNN's state
+    carries the whole past)."""
+    if refill_length is None:
+        return ()
+    if run.config.model.kind != "transformer":
+        raise PromptError(
+            f"refill_length applies to Transformers (their sliding context window), not to a "
+            f"{run.config.model.kind} model: leave it out"
+        )
+    context_length = run.model.context_length
+    if not 1 <= refill_length < context_length:
+        raise PromptError(
+            f"refill_length {refill_length} must be in [1, {context_length - 1}] for this "
+            f"model's context of {context_length} tokens ({context_length - 1} is nanoGPT's rule)"
+        )
+    return (("refill_length", refill_length),)
+
+
+def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p=None, seed=0,
+                  refill_length=None):
+    """``prompt`` followed by ``num_tokens`` sampled tokens, as text (temperature 0: greedy).
+
+    A Transformer generates past its context window by sliding it
+    (:func:`seqjax.models.transformer_lm.window_length`); ``refill_length`` is how many tokens
+    the window keeps when it is full (default half the context).
+    """
     if not prompt:
         raise PromptError("the prompt is empty: give at least one character, e.g. --prompt='\\n'")
     ids = jnp.asarray(run.tokenizer.encode(prompt), jnp.int32)[None, :]
-    try:  # a Transformer's context window bounds prompt + continuation
-        run.model.init_decode_state(1, ids.shape[1] + num_tokens)
-    except ValueError as error:
-        raise PromptError(str(error)) from None
     tokens = _continue_tokens(
         run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
         temperature=float(temperature), top_k=top_k, top_p=top_p,
+        window=_window_options(run, refill_length),
     )
     return prompt + run.tokenizer.decode(tokens[0])

@@ -1,5 +1,7 @@
 """The training loop: it learns, it resumes exactly, and it stops cleanly on divergence."""
 
+import asyncio
+import gc
 import json
 import math
 import subprocess
@@ -19,7 +21,11 @@ from seqjax.errors import (
 )
 from seqjax.text_generation import continue_text, load_run
 from seqjax.training import train_and_evaluate
-from seqjax.training.checkpoints import RunCheckpoints, UnreadableCheckpointWarning
+from seqjax.training.checkpoints import (
+    RunCheckpoints,
+    UnreadableCheckpointWarning,
+    _quiet_sibling_read_failures,
+)
 from seqjax.training.language_modeling import LanguageModeling
 from seqjax.training.metrics_log import read_metrics
 from seqjax.training.step import init_train_state, train_step
@@ -203,6 +209,28 @@ def test_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumes(tm
         train_and_evaluate(config, tmp_path / "run")
     assert sorted(RunCheckpoints(tmp_path / "run" / "checkpoints").latest.all_steps()) == [8, 12]
     assert read_metrics(tmp_path / "run") == finished  # nothing moved, nothing lost
+
+
+def test_failed_sibling_reads_of_a_damaged_checkpoint_are_not_logged(caplog):
+    """orbax reads every array at once; after the first damaged read is reported, the other
+    reads' failures must not reach the log as tracebacks when their tasks are collected."""
+    async def read(message):
+        raise ValueError(message)
+
+    def abandon_failed_read(message):
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(read(message))
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        del task
+        gc.collect()
+
+    _quiet_sibling_read_failures()
+    with caplog.at_level("ERROR", logger="asyncio"):
+        abandon_failed_read('OUT_OF_RANGE: Error opening "zarr" driver')
+        assert not caplog.records
+        abandon_failed_read("a failure that is not damage")
+    assert [r.exc_info[1].args[0] for r in caplog.records] == ["a failure that is not damage"]
 
 
 def test_a_workdir_in_use_by_another_run_is_refused(tmp_path, corpus):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from seqjax.generation import beam_search, generate, model_step_fn
-from seqjax.models.transformer_lm import TransformerLM, from_config
+from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
 from seqjax.positional import POSITIONAL_KINDS
 
 VOCAB_SIZE, CONTEXT_LENGTH = 11, 12
@@ -72,28 +72,95 @@ def test_future_tokens_do_not_change_past_logits():
     assert not np.allclose(before[:, 5:], after[:, 5:])
 
 
-def test_cached_greedy_decoding_equals_uncached():
+def uncached_step_fn(model, variables):
+    def step_fn(state, token):
+        return model.apply(variables, state, token, method="uncached_decode_step")
+
+    return step_fn
+
+
+def logits_along(step_fn, state, tokens):
+    """The next-token logits after each of ``tokens: [B, T]`` -> ``[T, B, V]``."""
+    def feed(state, token):
+        logits, state = step_fn(state, token)
+        return state, logits
+
+    return jax.lax.scan(feed, state, tokens.T)[1]
+
+
+def test_the_window_grows_to_the_context_then_keeps_refill_length_tokens():
+    lengths, window = [], 0
+    for _ in range(9):
+        window = int(window_length(window, 4, 2))
+        lengths.append(window)
+    assert lengths == [1, 2, 3, 4, 3, 4, 3, 4, 3]
+
+
+def test_uncached_sliding_window_with_refill_context_minus_one_is_nanogpts_crop():
+    # nanoGPT's sample.py: condition on the last context_length tokens, recomputed each step.
     model, variables = model_and_variables("learned")
-    prompt, num_tokens = random_tokens(4, (2, 3)), 8
+    tokens = random_tokens(7, (2, 2 * CONTEXT_LENGTH + 3))
+    state = model.uncached_decode_state(2, tokens.shape[1], CONTEXT_LENGTH - 1)
+    logits = jax.jit(logits_along, static_argnums=0)(
+        uncached_step_fn(model, variables), state, tokens)
+    lengths = range(1, tokens.shape[1] + 1)
+    crops = [tokens[:, max(0, n - CONTEXT_LENGTH):n] for n in lengths]
+    # Every crop padded on the right to the context, all in one batch: the logits at the
+    # crop's last token do not see the padding (causality).
+    padded = jnp.concatenate([jnp.pad(crop, ((0, 0), (0, CONTEXT_LENGTH - crop.shape[1])))
+                              for crop in crops])
+    all_logits = jax.jit(model.apply)(variables, padded)[0].reshape(
+        len(crops), 2, CONTEXT_LENGTH, VOCAB_SIZE)
+    for n, crop in zip(lengths, crops, strict=True):
+        np.testing.assert_allclose(logits[n - 1], all_logits[n - 1, :, crop.shape[1] - 1],
+                                   rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("positional", POSITIONAL_KINDS)
+@pytest.mark.parametrize("refill_length", [CONTEXT_LENGTH - 1, None, 1])
+def test_sliding_window_cache_gives_the_logits_of_its_uncached_definition(
+        positional, refill_length):
+    model, variables = model_and_variables(positional)
+    tokens = random_tokens(6, (2, 3 * CONTEXT_LENGTH + 5))
+    length = tokens.shape[1]
 
     @jax.jit
-    def greedy(variables, prompt):
-        cached = generate(
-            model_step_fn(model, variables), model.init_decode_state(2, 3 + num_tokens),
-            prompt, num_tokens, jax.random.PRNGKey(0), temperature=0.0,
-        )
-        uncached_step = lambda state, token: model.apply(
-            variables, state, token, method="uncached_decode_step"
-        )
-        uncached = generate(
-            uncached_step, model.uncached_decode_state(2, 3 + num_tokens),
-            prompt, num_tokens, jax.random.PRNGKey(0), temperature=0.0,
-        )
+    def both(variables, tokens):
+        cached = logits_along(model_step_fn(model, variables),
+                              model.init_decode_state(2, length, refill_length), tokens)
+        uncached = logits_along(uncached_step_fn(model, variables),
+                                model.uncached_decode_state(2, length, refill_length), tokens)
         return cached, uncached
 
-    cached, uncached = greedy(variables, prompt)
-    np.testing.assert_array_equal(cached, uncached)
-    assert len(np.unique(cached)) > 1  # a degenerate constant output would prove little
+    cached, uncached = both(variables, tokens)
+    np.testing.assert_allclose(cached, uncached, rtol=1e-4, atol=1e-5)
+
+
+def test_generation_past_the_context_equals_the_uncached_definition():
+    """Greedy, sampling and beam search, each far past the context window from a prompt
+    longer than the window: the cached decoder's tokens are its definition's."""
+    model, variables = model_and_variables("learned")
+    prompt, num_tokens, beam_size = random_tokens(4, (2, CONTEXT_LENGTH + 4)), 2 * CONTEXT_LENGTH, 3
+    max_length = prompt.shape[1] + num_tokens
+
+    @jax.jit
+    def decode(variables, prompt):
+        results = []
+        for step_fn, init in ((model_step_fn(model, variables), model.init_decode_state),
+                              (uncached_step_fn(model, variables), model.uncached_decode_state)):
+            greedy = generate(step_fn, init(2, max_length), prompt, num_tokens,
+                              jax.random.PRNGKey(0), temperature=0.0)
+            sampled = generate(step_fn, init(2, max_length), prompt, num_tokens,
+                               jax.random.PRNGKey(1), temperature=1.0, top_k=5)
+            beam, _ = beam_search(step_fn, init(beam_size, max_length), prompt[0], num_tokens,
+                                  beam_size)
+            results.append((greedy, sampled, beam))
+        return results
+
+    cached, uncached = decode(variables, prompt)
+    for cached_tokens, uncached_tokens in zip(cached, uncached, strict=True):
+        np.testing.assert_array_equal(cached_tokens, uncached_tokens)
+    assert len(np.unique(cached[0])) > 1  # a degenerate constant output would prove little
 
 
 def test_beam_search_of_one_beam_is_greedy_on_the_model():
@@ -106,12 +173,13 @@ def test_beam_search_of_one_beam_is_greedy_on_the_model():
     np.testing.assert_array_equal(tokens, greedy[0])
 
 
-def test_too_long_decoding_and_inputs_are_errors():
+def test_too_long_inputs_and_bad_refill_lengths_are_errors():
     model, variables = model_and_variables("learned")
-    with pytest.raises(ValueError, match="exceeds the context_length"):
-        model.init_decode_state(1, CONTEXT_LENGTH + 1)
-    with pytest.raises(ValueError, match="exceeds the context_length"):
-        model.apply(variables, 1, CONTEXT_LENGTH + 1, method="uncached_decode_state")
+    for refill_length in (0, CONTEXT_LENGTH):
+        with pytest.raises(ValueError, match="refill_length .* must be in"):
+            model.init_decode_state(1, CONTEXT_LENGTH + 1, refill_length)
+        with pytest.raises(ValueError, match="refill_length .* must be in"):
+            model.uncached_decode_state(1, CONTEXT_LENGTH + 1, refill_length)
     with pytest.raises(ValueError, match="exceeds context_length"):
         model.apply(variables, random_tokens(0, (1, CONTEXT_LENGTH + 1)))
 

@@ -5,12 +5,16 @@ Usage::
     python -m experiments.benchmarks.decode_speed                  # 256 and 1024 tokens
     python -m experiments.benchmarks.decode_speed --quick          # smoke run, seconds
     python -m experiments.benchmarks.decode_speed --num-tokens 64,512 --repeats 5
+    python -m experiments.benchmarks.decode_speed --context-length 64 --num-tokens 256,4096
 
 The model is nanoGPT's CPU size (4 layers, 4 heads, width 128, vocabulary 65) with random
 weights: speed does not depend on what the weights say. Batch 1, a one-token prompt, greedy
 (temperature 0) decoding of ``N`` tokens through :func:`seqjax.generation.generate`, the
-whole loop one jitted program. The cached decoder attends to a ``[B, heads, 1 + N, head_dim]``
-KV cache; the uncached one reruns the full ``1 + N`` token buffer every step. Compilation
+whole loop one jitted program. The cached decoder attends to a ``[B, heads, L, head_dim]``
+KV cache (``L = min(1 + N, context)``); the uncached one reruns the whole window every step.
+Past the context the window slides: the cache is rebuilt from the last ``--refill-length``
+tokens when it is full, and the uncached decoder computes the same windows afresh
+(:func:`seqjax.models.transformer_lm.window_length`). Compilation
 is timed apart (ahead of time), as is the first run; the figure is the median of
 ``--repeats`` alternating rounds (see :mod:`experiments.benchmarks.timing`). Prints a
 markdown table and writes every figure, the device and the versions to ``--out`` (JSON).
@@ -35,7 +39,7 @@ MODEL = dict(vocab_size=65, num_layers=4, num_heads=4, width=128)
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "decode_speed.json")
 
 
-def greedy_decoder(model, num_tokens, *, cached):
+def greedy_decoder(model, num_tokens, *, cached, refill_length=None):
     """Jitted ``(variables, prompt [1, 1]) -> tokens [1, num_tokens]``, cached or not."""
 
     @jax.jit
@@ -43,33 +47,34 @@ def greedy_decoder(model, num_tokens, *, cached):
         max_length = prompt.shape[1] + num_tokens
         if cached:
             step_fn = model_step_fn(model, variables)
-            state = model.init_decode_state(prompt.shape[0], max_length)
+            state = model.init_decode_state(prompt.shape[0], max_length, refill_length)
         else:
             step_fn = functools.partial(
                 model.apply, variables, method="uncached_decode_step"
             )
-            state = model.uncached_decode_state(prompt.shape[0], max_length)
+            state = model.uncached_decode_state(prompt.shape[0], max_length, refill_length)
         return generate(step_fn, state, prompt, num_tokens, jax.random.PRNGKey(0),
                         temperature=0.0)
 
     return decode
 
 
-def compiled_decoder(model, variables, prompt, num_tokens, *, cached):
+def compiled_decoder(model, variables, prompt, num_tokens, *, cached, refill_length=None):
     """``(run, compile_s)``: the compiled decoder as a zero-argument call, and its
     tracing + compilation time in seconds."""
     start = time.perf_counter()
-    compiled = greedy_decoder(model, num_tokens, cached=cached).lower(variables, prompt).compile()
+    decoder = greedy_decoder(model, num_tokens, cached=cached, refill_length=refill_length)
+    compiled = decoder.lower(variables, prompt).compile()
     return functools.partial(compiled, variables, prompt), time.perf_counter() - start
 
 
-def benchmark_length(model, variables, num_tokens, repeats, warmup):
+def benchmark_length(model, variables, num_tokens, repeats, warmup, refill_length=None):
     """One row: cached and uncached decoding of ``num_tokens`` tokens, timed alternately."""
     prompt = jnp.zeros((1, 1), jnp.int32)
     candidates, compile_s = [], {}
     for name, cached in (("cached", True), ("uncached", False)):
         run, compile_s[name] = compiled_decoder(model, variables, prompt, num_tokens,
-                                                cached=cached)
+                                                cached=cached, refill_length=refill_length)
         candidates.append(Candidate(name, run))
     timings = measure_alternating(candidates, repeats=repeats, warmup=warmup)
     results = {
@@ -105,7 +110,10 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=0, help="untimed calls after the first")
     parser.add_argument("--context-length", type=int, default=2048,
-                        help="model context; must exceed every --num-tokens")
+                        help="model context; shorter than 1 + --num-tokens, the window slides")
+    parser.add_argument("--refill-length", type=int, default=None,
+                        help="tokens a full sliding window keeps (default context // 2; "
+                             "context - 1 is nanoGPT's rule)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 tokens, 1 repeat")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
     args = parser.parse_args(argv)
@@ -124,10 +132,12 @@ def main(argv=None):
           f"load {environment['load_average']}", file=sys.stderr)
     settings = {"model": {**MODEL, "context_length": args.context_length},
                 "batch_size": 1, "prompt_length": 1, "decoding": "greedy",
+                "refill_length": args.refill_length or args.context_length // 2,
                 "repeats": args.repeats, "warmup": args.warmup}
     report = Report(args.out, "decode_speed", environment, settings)
     for n in args.num_tokens:
-        report.add_rows([benchmark_length(model, variables, n, args.repeats, args.warmup)])
+        report.add_rows([benchmark_length(model, variables, n, args.repeats, args.warmup,
+                                          args.refill_length)])
     report = report.finish()
     print(markdown_table(report["rows"]))
     return report

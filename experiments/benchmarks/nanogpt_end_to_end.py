@@ -9,7 +9,8 @@ folders and without a compilation cache, as a new user would, and times each com
 start to exit:
 
 - seqjax: ``python -m experiments.train --config=experiments/configs/nanogpt_cpu.py``, which
-  ends by printing a 58-character sample; its ``timing.json`` says where the time went;
+  ends by printing its config's sample (300 characters, past the 64-character window, which
+  slides); its ``timing.json`` says where the time went;
 - nanoGPT: ``train.py`` with the command of its README's CPU run, then ``sample.py`` for one
   sample of the same length.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.benchmarks.environment import describe_environment
+from experiments.configs import nanogpt_cpu
 from seqjax.data import num_stream_windows, stream_windows
 from seqjax.data.corpora import resolve_data_dir
 
@@ -39,7 +41,7 @@ NANOGPT_TRAIN = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=
                  "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12",
                  "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
                  "--lr_decay_iters=2000", "--dropout=0.0"]
-SAMPLE_PROMPT, SAMPLE_TOKENS = "ROMEO:", 58
+SAMPLE = nanogpt_cpu.get_config().sample  # nanoGPT's sample.py prints one of the same length
 
 
 def timed(command, cwd, log):
@@ -75,8 +77,9 @@ def run_nanogpt(out_dir, nanogpt_dir):
     train_s, stdout = timed([sys.executable, "train.py", *NANOGPT_TRAIN, f"--out_dir={out_dir}"],
                             nanogpt_dir, f"{out_dir}.train.log")
     sample_s, _ = timed([sys.executable, "sample.py", f"--out_dir={out_dir}", "--device=cpu",
-                         "--compile=False", "--num_samples=1", f"--max_new_tokens={SAMPLE_TOKENS}",
-                         f"--start={SAMPLE_PROMPT}"], nanogpt_dir, f"{out_dir}.sample.log")
+                         "--compile=False", "--num_samples=1",
+                         f"--max_new_tokens={SAMPLE.num_tokens}",
+                         f"--start={SAMPLE.prompt}"], nanogpt_dir, f"{out_dir}.sample.log")
     estimates = re.findall(r"step (\d+): train loss ([\d.]+), val loss ([\d.]+)", stdout)
     return {"train_wall_s": round(train_s, 2), "sample_wall_s": round(sample_s, 2),
             "wall_s": round(train_s + sample_s, 2),

@@ -10,11 +10,16 @@ Initialisation follows nanoGPT/GPT-2: weights ``N(0, 0.02)``, biases zero, and t
 projections that write into the residual stream scaled by ``1 / sqrt(2 * num_layers)``.
 
 Decoding with a key/value cache (:meth:`TransformerLM.init_decode_state`,
-:meth:`TransformerLM.decode_step`) runs one token per call in ``O(max_length)`` time; the
-uncached baseline (:meth:`TransformerLM.uncached_decode_step`) reruns the whole token
-buffer each step. Both have the ``step_fn(state, token) -> (logits, state)`` signature of
-:mod:`seqjax.generation`. The Transformer has no sliding window: prompt plus generated
-tokens must fit in ``context_length``, else :meth:`init_decode_state` raises ``ValueError``.
+:meth:`TransformerLM.decode_step`) runs one token per call in ``O(context_length)`` time; the
+uncached baseline (:meth:`TransformerLM.uncached_decode_step`) reruns the whole window each
+step. Both have the ``step_fn(state, token) -> (logits, state)`` signature of
+:mod:`seqjax.generation`, and both generate any number of tokens: past ``context_length``
+the window slides by the rule of :func:`window_length`. Learned and sinusoidal positions
+are absolute within the window, so a cache cannot simply drop its oldest token; instead,
+when the cache is full it is rebuilt from the window's last ``refill_length`` tokens
+(``context_length - 1``: nanoGPT's rule of cropping to the last ``context_length`` tokens at
+every step; the default ``context_length // 2`` rebuilds once every ``context_length // 2``
+tokens).
 """
 
 import math
@@ -174,60 +179,119 @@ class TransformerLM(nn.Module):
         """The Transformer keeps no carry between windows: ``None``."""
         return None
 
-    def _check_decode_length(self, max_length):
-        if max_length > self.context_length:
+    def _refill_length(self, refill_length):
+        """The checked ``refill_length`` (default ``context_length // 2``)."""
+        refill_length = self.context_length // 2 if refill_length is None else refill_length
+        if not 1 <= refill_length < self.context_length:
             raise ValueError(
-                f"prompt + generated tokens = {max_length} exceeds the context_length "
-                f"{self.context_length} of this Transformer (it has no sliding window): "
-                "shorten the prompt or generate fewer tokens"
+                f"refill_length {refill_length} must be in [1, context_length - 1 = "
+                f"{self.context_length - 1}]: it is how many tokens the sliding window keeps "
+                "when it is full"
             )
+        return refill_length
 
-    def init_decode_state(self, batch_size, max_length):
-        """Empty KV cache for ``max_length`` tokens: ``{"layers": ({"key", "value"}, ...),
-        "position": int32 []}``, each cache ``[B, num_heads, max_length, width // num_heads]``.
-
-        Raises ``ValueError`` if ``max_length > context_length``.
-        """
-        self._check_decode_length(max_length)
+    def _empty_caches(self, batch_size, length):
         head_dim = self.width // self.num_heads
-        layers = tuple(
-            init_kv_cache(batch_size, self.num_heads, max_length, head_dim)
+        return tuple(
+            init_kv_cache(batch_size, self.num_heads, length, head_dim)
             for _ in range(self.num_layers)
         )
-        return {"layers": layers, "position": jnp.zeros((), jnp.int32)}
+
+    def init_decode_state(self, batch_size, max_length, refill_length=None):
+        """Empty KV cache for ``max_length`` tokens (any number): ``{"layers": ({"key",
+        "value"}, ...), "position": int32 []}``, each cache ``[B, num_heads, L, head_dim]``
+        with ``L = min(max_length, context_length)``.
+
+        Past ``context_length`` the window slides: the state also keeps the last
+        ``refill_length`` tokens fed (``"recent": [B, refill_length]``), from which
+        :meth:`decode_step` rebuilds the cache when it is full (:func:`window_length`).
+        """
+        length = min(max_length, self.context_length)
+        state = {"layers": self._empty_caches(batch_size, length),
+                 "position": jnp.zeros((), jnp.int32)}
+        if max_length > self.context_length:
+            state["recent"] = jnp.zeros((batch_size, self._refill_length(refill_length)),
+                                        jnp.int32)
+        return state
+
+    def _decode_tokens(self, layers, tokens, position):
+        """Feed ``tokens: [B, S]`` at ``position..`` through the cached blocks ->
+        ``(logits [B, S, V], layers)``."""
+        x = self._embed(tokens, position + jnp.arange(tokens.shape[1]))
+        new_layers = []
+        for block, cache in zip(self.blocks, layers, strict=True):
+            x, cache = block.decode(x, cache, position)
+            new_layers.append(cache)
+        return self._logits(x), tuple(new_layers)
+
+    def _refill(self, state):
+        """The cache rebuilt from the window's last ``refill_length`` tokens, at positions
+        ``0 ..`` (the window slides: every kept token moves to a new position)."""
+        kept = state["recent"]
+        empty = jax.tree.map(jnp.zeros_like, state["layers"])
+        _, layers = self._decode_tokens(empty, kept, jnp.zeros((), jnp.int32))
+        return {**state, "layers": layers, "position": jnp.asarray(kept.shape[1], jnp.int32)}
 
     def decode_step(self, state, token):
-        """Feed ``token: [B]`` at ``state["position"]`` -> ``(next-token logits [B, V], state)``."""
+        """Feed ``token: [B]`` at ``state["position"]`` -> ``(next-token logits [B, V], state)``;
+        a full sliding-window cache is first rebuilt (:meth:`_refill`)."""
+        if "recent" in state:
+            full = state["position"] == self.context_length
+            state = jax.lax.cond(full, self._refill, lambda state: state, state)
+            recent = jnp.concatenate([state["recent"][:, 1:], token[:, None]], axis=1)
+            state = {**state, "recent": recent}
         position = state["position"]
-        x = self._embed(token[:, None], position[None])
-        layers = []
-        for block, cache in zip(self.blocks, state["layers"], strict=True):
-            x, cache = block.decode(x, cache, position)
-            layers.append(cache)
-        logits = self._logits(x)[:, 0]
-        return logits, {"layers": tuple(layers), "position": position + 1}
+        logits, layers = self._decode_tokens(state["layers"], token[:, None], position)
+        return logits[:, 0], {**state, "layers": layers, "position": position + 1}
 
-    def uncached_decode_state(self, batch_size, max_length):
-        """Baseline decode state without a cache: a token buffer ``[B, max_length]`` + position."""
-        self._check_decode_length(max_length)
+    def uncached_decode_state(self, batch_size, max_length, refill_length=None):
+        """Baseline decode state without a cache: every token fed (``"tokens": [B, L]``, with
+        ``context_length`` slots of padding when the window slides), how many
+        (``"position"``), the current window's length and ``refill_length``."""
+        sliding = max_length > self.context_length
+        refill_length = self._refill_length(refill_length) if sliding else 0  # 0: never used
         return {
-            "tokens": jnp.zeros((batch_size, max_length), jnp.int32),
+            "tokens": jnp.zeros(
+                (batch_size, max_length + (self.context_length if sliding else 0)), jnp.int32
+            ),
             "position": jnp.zeros((), jnp.int32),
+            "window": jnp.zeros((), jnp.int32),
+            "refill_length": jnp.asarray(refill_length, jnp.int32),
         }
 
     def uncached_decode_step(self, state, token):
-        """Like :meth:`decode_step`, but reruns the full ``[B, max_length]`` buffer every step.
+        """The definition :meth:`decode_step` computes: run the model afresh on the window of
+        :func:`window_length` tokens that ends with ``token`` and read its last logits.
 
-        Causality makes the unfilled tail of the buffer irrelevant to the logits read at
-        ``position``; the fixed shape keeps one compiled program for every step.
+        The window is read as a fixed ``[B, min(L, context_length)]`` slice starting at its
+        first token; causality makes the slots after ``token`` irrelevant, and the fixed
+        shape keeps one compiled program for every step.
         """
         position = state["position"]
         tokens = jax.lax.dynamic_update_slice_in_dim(
             state["tokens"], token[:, None].astype(jnp.int32), position, axis=1
         )
-        logits, _ = self(tokens)
-        next_logits = jax.lax.dynamic_index_in_dim(logits, position, axis=1, keepdims=False)
-        return next_logits, {"tokens": tokens, "position": position + 1}
+        window = window_length(state["window"], self.context_length, state["refill_length"])
+        span = min(tokens.shape[1], self.context_length)
+        start = position + 1 - window
+        logits, _ = self(jax.lax.dynamic_slice_in_dim(tokens, start, span, axis=1))
+        next_logits = jax.lax.dynamic_index_in_dim(logits, window - 1, axis=1, keepdims=False)
+        return next_logits, {**state, "tokens": tokens, "position": position + 1,
+                             "window": window}
+
+
+def window_length(previous, context_length, refill_length):
+    """How many tokens the sliding window holds once one more token is fed.
+
+    .. math::
+
+        w_{n+1} = \begin{cases} w_n + 1 & w_n < C \\ K + 1 & w_n = C \end{cases}
+
+    with ``C = context_length``, ``K = refill_length`` and ``w_0 = 0``: the window grows to
+    the full context, then keeps its last ``K`` tokens. ``K = C - 1`` is nanoGPT's rule (the
+    last ``C`` tokens, always); a smaller ``K`` lets a KV cache be rebuilt less often.
+    """
+    return jnp.where(previous < context_length, previous + 1, refill_length + 1)
 
 
 def from_config(model_config, vocab_size, context_length):

@@ -12,7 +12,9 @@ Arrays are restored onto the shardings of the target state's arrays, so a run wr
 mesh (N devices, P processes) resumes on another.
 """
 
+import gc
 import json
+import logging
 import shutil
 import warnings
 from collections import Counter
@@ -53,6 +55,30 @@ def _is_damage(error):
     if isinstance(error, (json.JSONDecodeError, FileNotFoundError)):
         return True
     return any(sign in str(error) for sign in DAMAGE_SIGNS)
+
+
+class _SiblingReadFailures(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for orbax's parallel reads of a
+    damaged checkpoint: the first failure is reported (one warning or one error line), and the
+    other arrays' reads of the same damaged files fail the same way, later, when their tasks are
+    garbage-collected. Any other asyncio error is logged as usual."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        sibling = record.getMessage().startswith("Task exception was never retrieved")
+        return not (sibling and error is not None and _is_damage(error))
+
+
+_SIBLING_READ_FAILURES = _SiblingReadFailures()
+
+
+def _quiet_sibling_read_failures():
+    """After a damaged read: keep its sibling reads' failures out of the log (now and when
+    their tasks are collected later)."""
+    asyncio_log = logging.getLogger("asyncio")
+    if _SIBLING_READ_FAILURES not in asyncio_log.filters:
+        asyncio_log.addFilter(_SIBLING_READ_FAILURES)
+    gc.collect()
 
 
 def _abstract(tree):
@@ -104,6 +130,7 @@ def _restore(manager, step, target, what, part=False):
             ) from None
         if not _is_damage(error):
             raise  # e.g. out of memory, or a network file system that failed: not the files
+        _quiet_sibling_read_failures()
         raise UnreadableCheckpointError(
             f"the {what} checkpoint {directory} cannot be read ({reason})"
         ) from None
