@@ -285,7 +285,7 @@ def window_length(previous, context_length, refill_length):
 
     .. math::
 
-        w_{n+1} = \begin{cases} w_n + 1 & w_n < C \\ K + 1 & w_n = C \end{cases}
+        w_{n+1} = \\begin{cases} w_n + 1 & w_n < C \\\\ K + 1 & w_n = C \\end{cases}
 
     with ``C = context_length``, ``K = refill_length`` and ``w_0 = 0``: the window grows to
     the full context, then keeps its last ``K`` tokens. ``K = C - 1`` is nanoGPT's rule (the
