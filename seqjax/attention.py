@@ -12,13 +12,19 @@ sum to one.
 Layouts: the pure functions take ``[..., T, d]`` (any leading axes); the multi-head functions
 take ``[B, T, num_heads, head_dim]``, the layout of :func:`jax.nn.dot_product_attention`. Masks
 are boolean with ``True`` = may attend, broadcastable to ``[..., T_q, T_k]``.
+
+Mixed precision: the projections and the two matrix products run in the layers' ``dtype``
+(e.g. bfloat16, parameters stay float32); the softmax always runs in float32.
 """
 
 import math
+from functools import partial
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
 from seqjax.positional import apply_rotary
 
@@ -59,10 +65,12 @@ def attention_weights(q, k, mask=None):
 
 
 def masked_softmax(scores, mask=None):
-    """Softmax over the last axis where only ``mask == True`` entries get weight."""
+    """Softmax over the last axis where only ``mask == True`` entries get weight, computed in
+    float32 (returned in ``scores``' dtype)."""
+    dtype, scores = scores.dtype, scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
-    return jax.nn.softmax(scores, axis=-1)
+    return jax.nn.softmax(scores, axis=-1).astype(dtype)
 
 
 def scaled_dot_product_attention(q, k, v, mask=None):
@@ -153,11 +161,13 @@ def cached_attention(q, k, v, cache, position):
 
 
 class HeadsProjection(nn.Module):
-    """Linear map ``[..., W] -> [..., num_heads, W // num_heads]``: one projection per head."""
+    """Linear map ``[..., W] -> [..., num_heads, W // num_heads]``: one projection per head,
+    computed in ``dtype``."""
 
     num_heads: int
     use_bias: bool = True
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
@@ -168,25 +178,32 @@ class HeadsProjection(nn.Module):
                 "choose num_heads that divides the width"
             )
         shape = (width, self.num_heads, width // self.num_heads)
-        y = jnp.einsum("...w,wnh->...nh", x, self.param("kernel", self.kernel_init, shape))
+        kernel = self.param("kernel", self.kernel_init, shape)
+        x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
+        y = jnp.einsum("...w,wnh->...nh", x, kernel)
         if self.use_bias:  # stored flat: every bias is 1-D (weight decay skips 1-D params)
-            y = y + self.param("bias", nn.initializers.zeros, (width,)).reshape(shape[1:])
+            bias = self.param("bias", nn.initializers.zeros, (width,)).astype(self.dtype)
+            y = y + bias.reshape(shape[1:])
         return y
 
 
 class MergeHeadsProjection(nn.Module):
-    """Output projection ``[..., num_heads, head_dim] -> [..., num_heads * head_dim]``."""
+    """Output projection ``[..., num_heads, head_dim] -> [..., num_heads * head_dim]``,
+    computed in ``dtype``."""
 
     use_bias: bool = True
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, heads):
         num_heads, head_dim = heads.shape[-2:]
         shape = (num_heads, head_dim, num_heads * head_dim)
-        y = jnp.einsum("...nh,nhw->...w", heads, self.param("kernel", self.kernel_init, shape))
+        kernel = self.param("kernel", self.kernel_init, shape)
+        heads, kernel = promote_dtype(heads, kernel, dtype=self.dtype)
+        y = jnp.einsum("...nh,nhw->...w", heads, kernel)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, shape[-1:])
+            y = y + self.param("bias", nn.initializers.zeros, shape[-1:]).astype(self.dtype)
         return y
 
 
@@ -197,7 +214,8 @@ class MultiHeadSelfAttention(nn.Module):
     single-head equation. ``rotary`` applies RoPE to queries and keys (then the model adds no
     positional embedding). ``dropout`` acts on the output projection (residual dropout), so
     every ``implementation`` computes the same function. ``output_init`` lets a model scale
-    the residual projection (GPT-2's ``1/sqrt(2 * num_layers)``).
+    the residual projection (GPT-2's ``1/sqrt(2 * num_layers)``). ``dtype`` is the compute
+    dtype of the projections and the attention products (the softmax stays float32).
     """
 
     num_heads: int
@@ -208,12 +226,13 @@ class MultiHeadSelfAttention(nn.Module):
     implementation: str | None = "reference"
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
     output_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
+    dtype: Any = jnp.float32
 
     def setup(self):
-        self.query = HeadsProjection(self.num_heads, self.use_bias, self.kernel_init)
-        self.key = HeadsProjection(self.num_heads, self.use_bias, self.kernel_init)
-        self.value = HeadsProjection(self.num_heads, self.use_bias, self.kernel_init)
-        self.output = MergeHeadsProjection(self.use_bias, self.output_init)
+        projection = partial(HeadsProjection, self.num_heads, self.use_bias, self.kernel_init,
+                             self.dtype)
+        self.query, self.key, self.value = projection(), projection(), projection()
+        self.output = MergeHeadsProjection(self.use_bias, self.output_init, self.dtype)
         self.residual_dropout = nn.Dropout(self.dropout)
 
     def _output(self, heads, deterministic):

@@ -30,6 +30,7 @@ from seqjax.training.language_modeling import LanguageModeling
 from seqjax.training.metrics_log import read_metrics
 from seqjax.training.step import init_train_state, train_step
 from seqjax.training.workdir import claim_workdir
+from experiments.configs.defaults import transformer_model
 from tests.training_configs import damage_checkpoint, tiny_config, write_corpus
 
 
@@ -50,6 +51,26 @@ def test_a_few_steps_lower_the_loss(tmp_path, corpus, kind):
     assert last < 0.7 * first
     assert records[-1]["val_loss"] < 0.8 * first
     assert math.isclose(records[-1]["val_bits"], records[-1]["val_loss"] / math.log(2))
+
+
+def test_bfloat16_transformer_trains_like_float32_and_saves_float32(tmp_path, corpus):
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_config(corpus, num_steps=40, eval_every=40, checkpoint_every=40,
+                             **{"data.batching": "random", "optim.learning_rate": 1e-2})
+        config.model = transformer_model(num_layers=2, num_heads=2, width=32, dropout=0.0)
+        config.model.dtype = dtype
+        train_and_evaluate(config, tmp_path / dtype)
+        losses[dtype] = np.array([r["train_loss"] for r in read_metrics(tmp_path / dtype)])
+    assert losses["bfloat16"][-5:].mean() < 0.6 * losses["bfloat16"][0]
+    # bfloat16 rounds every matrix product to 8 mantissa bits: the curves agree to 5%, step
+    # by step (measured: at most 1.8%, final losses 1.6040 and 1.6043), and differ (the
+    # products do run in bfloat16).
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
+    assert not np.array_equal(losses["bfloat16"], losses["float32"])
+    for which in ("best", "latest"):
+        params = load_run(tmp_path / "bfloat16", which).params
+        assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype("float32")}
 
 
 def interrupt_at(monkeypatch, step_to_fail):
@@ -119,6 +140,11 @@ def test_config_values_are_checked(tmp_path, corpus):
         train_and_evaluate(tiny_config(corpus, batch_size=0), tmp_path / "a")
     with pytest.raises(ConfigError, match="model.kind must be one of"):
         train_and_evaluate(tiny_config(corpus, **{"model.kind": "lstmm"}), tmp_path / "b")
+    with pytest.raises(ConfigError, match="model.dtype must be one of float32, bfloat16"):
+        train_and_evaluate(tiny_config(corpus, **{"model.dtype": "float16"}), tmp_path / "c")
+    with pytest.raises(ConfigError, match="dtype='bfloat16' is not implemented for lstm "
+                                          "language models yet"):
+        train_and_evaluate(tiny_config(corpus, **{"model.dtype": "bfloat16"}), tmp_path / "d")
 
 
 def test_sampling_carries_state_and_temperature_zero_is_deterministic(tmp_path, corpus):

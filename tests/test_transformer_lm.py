@@ -1,6 +1,7 @@
 """The GPT language model: shapes, causality, KV-cache decoding, init, config."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -182,6 +183,27 @@ def test_too_long_inputs_and_bad_refill_lengths_are_errors():
             model.uncached_decode_state(1, CONTEXT_LENGTH + 1, refill_length)
     with pytest.raises(ValueError, match="exceeds context_length"):
         model.apply(variables, random_tokens(0, (1, CONTEXT_LENGTH + 1)))
+
+
+def test_bfloat16_runs_the_products_in_bfloat16_with_float32_params_and_gradients():
+    model, variables = model_and_variables("rotary")
+    mixed = tiny_model(positional="rotary", dtype=jnp.bfloat16)
+    tokens = random_tokens(8, (2, CONTEXT_LENGTH))
+    assert jax.eval_shape(mixed.init, jax.random.PRNGKey(0), tokens) == jax.eval_shape(
+        model.init, jax.random.PRNGKey(0), tokens)  # float32 params, same tree
+    hlo = jax.jit(mixed.apply).lower(variables, tokens).as_text()
+    assert re.search(r"dot_general.*bf16", hlo) and not re.search(r"dot_general.*f32>", hlo)
+    logits, _ = mixed.apply(variables, tokens)
+    reference, _ = model.apply(variables, tokens)
+    assert logits.dtype == jnp.float32
+    np.testing.assert_allclose(logits, reference, atol=0.03)  # bfloat16: 8 mantissa bits
+
+    def loss(params):
+        logits, _ = mixed.apply({"params": params}, tokens)
+        return jnp.mean(jax.nn.logsumexp(logits, axis=-1))
+
+    gradients = jax.grad(loss)(variables["params"])
+    assert {leaf.dtype for leaf in jax.tree.leaves(gradients)} == {jnp.dtype("float32")}
 
 
 def test_bad_configuration_is_an_error():

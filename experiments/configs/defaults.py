@@ -29,6 +29,7 @@ def base_config():
     config.model.num_layers = 1  # stacked layers
     config.model.dropout = 0.0  # between layers and before the head
     config.model.fused = True  # hand-written BPTT kernel for full windows (same math, faster)
+    config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (Transformers so far)
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 2e-3  # peak learning rate after warmup
@@ -63,4 +64,5 @@ def transformer_model(num_layers=4, num_heads=4, width=128, dropout=0.0, use_bia
     model.use_bias = use_bias  # biases in Dense and LayerNorm layers
     model.tie_weights = True  # head shares the token embedding matrix
     model.positional = "learned"  # learned | sinusoidal | rotary
+    model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     return model

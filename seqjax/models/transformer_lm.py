@@ -9,6 +9,11 @@
 Initialisation follows nanoGPT/GPT-2: weights ``N(0, 0.02)``, biases zero, and the two
 projections that write into the residual stream scaled by ``1 / sqrt(2 * num_layers)``.
 
+Mixed precision (``dtype=jnp.bfloat16``) follows PyTorch's autocast: parameters stay float32,
+every matrix product (attention projections and products, MLP, head) and the LayerNorm outputs
+feeding them run in ``dtype``, while the residual stream, LayerNorm statistics, the attention
+softmax and the returned logits stay float32.
+
 Decoding with a key/value cache (:meth:`TransformerLM.init_decode_state`,
 :meth:`TransformerLM.decode_step`) runs one token per call in ``O(context_length)`` time; the
 uncached baseline (:meth:`TransformerLM.uncached_decode_step`) reruns the whole window each
@@ -23,12 +28,14 @@ tokens).
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from seqjax.attention import MultiHeadSelfAttention, init_kv_cache
+from seqjax.precision import compute_dtype
 from seqjax.positional import (
     LearnedPositionalEmbedding,
     check_positional_kind,
@@ -51,18 +58,20 @@ class MLP(nn.Module):
     dropout: float = 0.0
     use_bias: bool = True
     output_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+    dtype: Any = jnp.float32  # compute dtype of both layers
 
     @nn.compact
     def __call__(self, x, *, deterministic=True):
         width = x.shape[-1]
         tokens = x.reshape(-1, width)  # [B * T, W]
         hidden = nn.Dense(
-            self.mlp_ratio * width, use_bias=self.use_bias,
+            self.mlp_ratio * width, use_bias=self.use_bias, dtype=self.dtype,
             kernel_init=nn.initializers.normal(INIT_STD), name="expand",
         )(tokens)
         hidden = nn.gelu(hidden, approximate=False)
         out = nn.Dense(
-            width, use_bias=self.use_bias, kernel_init=self.output_init, name="contract"
+            width, use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.output_init,
+            name="contract",
         )(hidden)
         return nn.Dropout(self.dropout)(out.reshape(x.shape), deterministic=deterministic)
 
@@ -77,16 +86,18 @@ class TransformerBlock(nn.Module):
     rotary: bool = False
     attention_impl: str | None = "reference"
     residual_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+    dtype: Any = jnp.float32  # compute dtype of the branches; the residual stream is float32
 
     def setup(self):
-        self.attention_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias)
+        self.attention_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, dtype=self.dtype)
         self.attention = MultiHeadSelfAttention(
             num_heads=self.num_heads, use_bias=self.use_bias, dropout=self.dropout,
             causal=True, rotary=self.rotary, implementation=self.attention_impl,
-            output_init=self.residual_init,
+            output_init=self.residual_init, dtype=self.dtype,
         )
-        self.mlp_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias)
-        self.mlp = MLP(self.mlp_ratio, self.dropout, self.use_bias, self.residual_init)
+        self.mlp_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, dtype=self.dtype)
+        self.mlp = MLP(self.mlp_ratio, self.dropout, self.use_bias, self.residual_init,
+                       self.dtype)
 
     def __call__(self, x, *, deterministic=True):
         x = x + self.attention(self.attention_norm(x), deterministic=deterministic)
@@ -103,7 +114,8 @@ class TransformerLM(nn.Module):
     """GPT: ``tokens [B, T] -> (logits [B, T, V], carry)``, causal (logit ``t`` predicts ``t+1``).
 
     ``positional`` is ``"learned" | "sinusoidal" | "rotary"`` (:mod:`seqjax.positional`);
-    ``attention_impl`` is one of :data:`seqjax.attention.IMPLEMENTATIONS`.
+    ``attention_impl`` is one of :data:`seqjax.attention.IMPLEMENTATIONS`; ``dtype`` is the
+    compute dtype (mixed precision, see the module docstring).
     """
 
     vocab_size: int
@@ -117,6 +129,7 @@ class TransformerLM(nn.Module):
     tie_weights: bool = True
     positional: str = "learned"
     attention_impl: str | None = "reference"
+    dtype: Any = jnp.float32
 
     def setup(self):
         check_positional_kind(self.positional)
@@ -136,12 +149,14 @@ class TransformerLM(nn.Module):
                 num_heads=self.num_heads, mlp_ratio=self.mlp_ratio, dropout=self.dropout,
                 use_bias=self.use_bias, rotary=self.positional == "rotary",
                 attention_impl=self.attention_impl, residual_init=residual_init,
+                dtype=self.dtype,
             )
             for _ in range(self.num_layers)
         ]
-        self.final_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias)
+        self.final_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, dtype=self.dtype)
         if not self.tie_weights:
-            self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=normal)
+            self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=normal,
+                                 dtype=self.dtype)
 
     def _embed(self, tokens, positions):
         """Token embeddings plus additive positions (none for rotary): ``[B, T] -> [B, T, W]``."""
@@ -153,10 +168,12 @@ class TransformerLM(nn.Module):
         return x
 
     def _logits(self, x):
+        """float32 logits; the head's matrix product runs in ``dtype``."""
         x = self.final_norm(x)
         if self.tie_weights:
-            return self.token_embedding.attend(x)
-        return self.head(x)
+            embedding = self.token_embedding.embedding.astype(self.dtype)
+            return jnp.einsum("...w,vw->...v", x, embedding).astype(jnp.float32)
+        return self.head(x).astype(jnp.float32)
 
     def __call__(self, tokens, carry=None, *, deterministic=True):
         """``tokens: int32 [B, T]`` with ``T <= context_length`` -> ``(logits [B, T, V], carry)``.
@@ -193,7 +210,7 @@ class TransformerLM(nn.Module):
     def _empty_caches(self, batch_size, length):
         head_dim = self.width // self.num_heads
         return tuple(
-            init_kv_cache(batch_size, self.num_heads, length, head_dim)
+            init_kv_cache(batch_size, self.num_heads, length, head_dim, self.dtype)
             for _ in range(self.num_layers)
         )
 
@@ -298,7 +315,8 @@ def from_config(model_config, vocab_size, context_length):
     """A :class:`TransformerLM` from the ``model`` ConfigDict (``kind == "transformer"``).
 
     Reads ``num_layers, num_heads, width, mlp_ratio, dropout, use_bias, tie_weights,
-    positional`` and, if present, ``attention_impl`` (default ``"reference"``).
+    positional`` and, if present, ``attention_impl`` (default ``"reference"``) and ``dtype``
+    (default ``"float32"``, see :func:`seqjax.precision.compute_dtype`).
     """
     if model_config.kind != "transformer":
         raise ValueError(
@@ -317,4 +335,5 @@ def from_config(model_config, vocab_size, context_length):
         tie_weights=model_config.tie_weights,
         positional=model_config.positional,
         attention_impl=model_config.get("attention_impl", "reference"),
+        dtype=compute_dtype(model_config.get("dtype", "float32")),
     )
