@@ -74,6 +74,28 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")  # what fast paths need
+
+
+def cpu_details():
+    """Family, model and the vector extensions of note from ``/proc/cpuinfo`` (the model
+    name alone does not tell an AVX2 EPYC from an AVX-512 one); empty elsewhere."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key in ("cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value
+                if len(fields) == 3:
+                    break
+    except OSError:
+        return {}
+    flags = set(fields.get("flags", "").split())
+    return {"family": fields.get("cpu family"), "model": fields.get("model"),
+            "isa": [flag for flag in ISA_FLAGS if flag in flags]}
+
+
 def torch_device():
     """PyTorch's device matching JAX's backend (``"cpu"`` / ``"cuda"``), or None where torch is
     not installed or has no counterpart (a TPU, a GPU torch cannot see)."""
@@ -128,6 +150,7 @@ def describe_environment():
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "processor": cpu_model(),
+        "cpu": cpu_details(),
         "versions": library_versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "load_average": load_average(),

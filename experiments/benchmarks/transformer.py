@@ -5,6 +5,7 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.transformer                  # default sizes for the backend
     python -m experiments.benchmarks.transformer --quick          # tiny smoke run, seconds
     python -m experiments.benchmarks.transformer --sizes nanogpt_cpu --repeats 20
+    python -m experiments.benchmarks.transformer --dtype bfloat16  # mixed precision
 
 Both models are nanoGPT's GPT: token + learned position embedding, pre-LayerNorm blocks
 (causal multi-head self-attention, MLP with exact GELU), final LayerNorm, head tied to the
@@ -16,6 +17,10 @@ backward + global-norm clipping (1.0) + AdamW, exactly as each library trains: s
 :func:`seqjax.training.step.train_step` under ``jax.jit`` with the state donated, and nanoGPT's
 ``zero_grad / backward / clip_grad_norm_ / step`` in eager PyTorch. A *forward* pass is the loss
 alone. The batch is fixed, so only the model is timed. Ratio = PyTorch time / seqjax time.
+
+``--dtype bfloat16`` is mixed precision in both: seqjax's ``model.dtype = "bfloat16"``, and
+PyTorch's forward and loss under ``torch.autocast(dtype=torch.bfloat16)`` as nanoGPT's
+``train.py`` runs them; parameters and optimizer state stay float32 in both.
 """
 
 import argparse
@@ -53,13 +58,13 @@ MODES = ("train", "forward")
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "transformer.json")
 
 
-def seqjax_contender(size, data, attention_impl):
+def seqjax_contender(size, data, attention_impl, dtype="float32"):
     """``{"train": Candidate, "forward": Candidate}`` for seqjax's TransformerLM."""
     num_layers, num_heads, width, batch, length = size
     config = nanogpt_cpu.get_config()
     config.batch_size, config.seq_len = batch, length
     config.model.update(num_layers=num_layers, num_heads=num_heads, width=width,
-                        attention_impl=attention_impl)
+                        attention_impl=attention_impl, dtype=dtype)
     model = build_model(config.model, VOCAB, length)
     optimizer, _ = make_optimizer(config.optim, config.num_steps)
     inputs, targets = (jnp.asarray(a) for a in data)
@@ -82,7 +87,7 @@ def seqjax_contender(size, data, attention_impl):
             "forward": Candidate("seqjax", lambda: loss_of(state["train"].params))}
 
 
-def torch_contender(size, data, device):
+def torch_contender(size, data, device, dtype="float32"):
     """``{"train": Candidate, "forward": Candidate}`` for nanoGPT's model in PyTorch."""
     import torch
 
@@ -95,8 +100,10 @@ def torch_contender(size, data, device):
     inputs, targets = (torch.as_tensor(a, dtype=torch.long, device=device) for a in data)
 
     def loss_fn():
-        logits = model(inputs)
-        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
+                            enabled=dtype == "bfloat16"):
+            logits = model(inputs)
+            return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
     return torch_candidates("torch", loss_fn, model, optimizer, device,
                             clip_norm=nanogpt_torch.HPARAMS["grad_clip"])
@@ -108,9 +115,9 @@ def benchmark_size(name, modes, device, args):
     num_layers, num_heads, width, batch, length = size
     tokens = np.random.default_rng(0).integers(0, VOCAB, (batch, length + 1))
     data = tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
-    built = {"seqjax": seqjax_contender(size, data, args.attention_impl)}
+    built = {"seqjax": seqjax_contender(size, data, args.attention_impl, args.dtype)}
     if device is not None:
-        built["torch"] = torch_contender(size, data, device)
+        built["torch"] = torch_contender(size, data, device, args.dtype)
     rows = []
     for mode in modes:
         timings = measure_alternating([b[mode] for b in built.values()], repeats=args.repeats,
@@ -157,6 +164,8 @@ def parse_args(argv):
     parser.add_argument("--matmul-precision", default="highest", choices=("highest", "tf32"),
                         help="float32 matrix products in both libraries: full float32 (default) or "
                              "TensorFloat-32 on GPUs that have it")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="compute dtype (bfloat16: mixed precision, float32 parameters)")
     parser.add_argument("--no-torch", action="store_true", help="time seqjax alone")
     parser.add_argument("--quick", action="store_true", help="smoke run: size tiny, 2 repeats")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
@@ -187,6 +196,7 @@ def main(argv=None):
           file=sys.stderr)
     settings = {"repeats": args.repeats, "warmup": args.warmup, "sizes": sizes,
                 "attention_impl": args.attention_impl, "matmul_precision": precision,
+                "dtype": args.dtype,
                 "torch_device": device, "malloc_keeps_freed_memory": malloc_tuned}
     report = Report(args.out, "transformer", environment, settings)
     for name in sizes:
