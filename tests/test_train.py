@@ -19,7 +19,7 @@ from seqjax.errors import (
     CheckpointMismatchError, ConfigError, TrainingDivergedError, UnreadableCheckpointError,
     WorkdirError,
 )
-from seqjax.text_generation import continue_text, load_run
+from seqjax.text_generation import PromptError, continue_text, load_run
 from seqjax.training import train_and_evaluate
 from seqjax.training.checkpoints import (
     RunCheckpoints,
@@ -53,7 +53,8 @@ def test_a_few_steps_lower_the_loss(tmp_path, corpus, kind):
     assert math.isclose(records[-1]["val_bits"], records[-1]["val_loss"] / math.log(2))
 
 
-def test_bfloat16_transformer_trains_like_float32_and_saves_float32(tmp_path, corpus):
+def test_bfloat16_transformer_trains_like_float32_saves_float32_and_samples_any_length(
+        tmp_path, corpus):
     losses = {}
     for dtype in ("float32", "bfloat16"):
         config = tiny_config(corpus, num_steps=40, eval_every=40, checkpoint_every=40,
@@ -71,6 +72,11 @@ def test_bfloat16_transformer_trains_like_float32_and_saves_float32(tmp_path, co
     for which in ("best", "latest"):
         params = load_run(tmp_path / "bfloat16", which).params
         assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype("float32")}
+    run = load_run(tmp_path / "bfloat16")  # context: seq_len = 16 tokens
+    for refill_length in (None, 15):
+        assert len(continue_text(run, "the ", 40, refill_length=refill_length)) == 44
+    with pytest.raises(PromptError, match="refill_length 16 must be in \\[1, 15\\]"):
+        continue_text(run, "the ", 40, refill_length=16)
 
 
 def interrupt_at(monkeypatch, step_to_fail):
@@ -156,6 +162,8 @@ def test_sampling_carries_state_and_temperature_zero_is_deterministic(tmp_path, 
     sampled = [continue_text(run, "the ", 20, temperature=1.5, top_k=5, seed=s) for s in (0, 1)]
     assert sampled[0] != sampled[1]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["kind"] == "lstm"
+    with pytest.raises(PromptError, match="refill_length applies to Transformers"):
+        continue_text(run, "the ", 20, refill_length=8)
 
 
 def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path, corpus):
