@@ -2,8 +2,8 @@
 
 Sharded runs sum the gradients and the losses in another order than one device does, so they
 agree to float32 reduction-order tolerance, not bit for bit: over these 12-step runs the logged
-losses and metrics agree to ``rtol = 1e-5`` (measured: 2e-7 at most) and the final parameters
-to ``atol = 2e-5, rtol = 1e-4`` (measured: 1e-5 at most, in parameters that stay near 0, where
+losses and metrics agree to ``rtol = 1e-5`` (measured: 3.1e-7 at most) and the final parameters
+to ``atol = 2e-5, rtol = 1e-4`` (measured: 1.1e-5 at most, in parameters that stay near 0, where
 AdamW turns a gradient of rounding noise into a step of the learning rate's size). The sharded runs go through ``JAX_NUM_CPU_DEVICES=4`` in a
 subprocess; the 2-process runs through ``jax.distributed`` on localhost, by the command line.
 """
@@ -34,7 +34,9 @@ from seqjax.training.sharding import DEFAULT_MESH, make_mesh, mesh_shape, parame
 from tests.training_configs import sharding_config, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-SHARDED = ["lstm_4_1", "transformer_1_4", "task_2_2"]  # and lstm_2_2, resumed from 1 device
+# Every config on every mesh (data, fsdp) of 4 devices; lstm_2_2 resumes a 1-device run.
+SHARDED = [f"{name}_{mesh}" for name in ("lstm", "transformer", "task")
+           for mesh in ("4_1", "2_2", "1_4") if f"{name}_{mesh}" != "lstm_2_2"]
 
 
 class Interrupted(Exception):
