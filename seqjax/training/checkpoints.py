@@ -58,14 +58,16 @@ def _is_damage(error):
 
 
 class _SiblingReadFailures(logging.Filter):
-    """Drops asyncio's "Task exception was never retrieved" for orbax's parallel reads of a
-    damaged checkpoint: the first failure is reported (one warning or one error line), and the
-    other arrays' reads of the same damaged files fail the same way, later, when their tasks are
-    garbage-collected. Any other asyncio error is logged as usual."""
+    """Drops asyncio's "Task (or Future) exception was never retrieved" for orbax's parallel
+    reads of a damaged checkpoint: the first failure is reported (one warning or one error
+    line), and the other arrays' reads of the same damaged files fail the same way, later, when
+    their tasks and futures are garbage-collected. Any other asyncio error is logged as usual."""
+
+    UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
 
     def filter(self, record):
         error = record.exc_info[1] if record.exc_info else None
-        sibling = record.getMessage().startswith("Task exception was never retrieved")
+        sibling = record.getMessage().startswith(self.UNRETRIEVED)
         return not (sibling and error is not None and _is_damage(error))
 
 
