@@ -64,23 +64,22 @@ def _continue_tokens(model, params, prompt, key, *, num_tokens, temperature, top
                     temperature=temperature, top_k=top_k, top_p=top_p)
 
 
-def _window_options(run, refill_length):
-    """``init_decode_state``'s sliding-window options: a Transformer's only (an RNN's state
-    carries the whole past)."""
-    if refill_length is None:
-        return ()
+def _window_options(run, refill_length, total_length):
+    """``init_decode_state``'s sliding-window options, checked: a Transformer's only (an RNN's
+    state carries the whole past)."""
     if run.config.model.kind != "transformer":
-        raise PromptError(
-            f"refill_length applies to Transformers (their sliding context window), not to a "
-            f"{run.config.model.kind} model: leave it out"
-        )
-    context_length = run.model.context_length
-    if not 1 <= refill_length < context_length:
-        raise PromptError(
-            f"refill_length {refill_length} must be in [1, {context_length - 1}] for this "
-            f"model's context of {context_length} tokens ({context_length - 1} is nanoGPT's rule)"
-        )
-    return (("refill_length", refill_length),)
+        if refill_length is not None:
+            raise PromptError(
+                f"refill_length applies to Transformers (their sliding context window), not "
+                f"to a {run.config.model.kind} model: leave it out"
+            )
+        return ()
+    if refill_length is not None or total_length > run.model.context_length:
+        try:
+            refill_length = run.model.checked_refill_length(refill_length)
+        except ValueError as error:
+            raise PromptError(str(error)) from None
+    return () if refill_length is None else (("refill_length", refill_length),)
 
 
 def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p=None, seed=0,
@@ -97,6 +96,6 @@ def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p
     tokens = _continue_tokens(
         run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
         temperature=float(temperature), top_k=top_k, top_p=top_p,
-        window=_window_options(run, refill_length),
+        window=_window_options(run, refill_length, ids.shape[1] + num_tokens),
     )
     return prompt + run.tokenizer.decode(tokens[0])

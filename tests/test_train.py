@@ -75,7 +75,7 @@ def test_bfloat16_transformer_trains_like_float32_saves_float32_and_samples_any_
     run = load_run(tmp_path / "bfloat16")  # context: seq_len = 16 tokens
     for refill_length in (None, 15):
         assert len(continue_text(run, "the ", 40, refill_length=refill_length)) == 44
-    with pytest.raises(PromptError, match="refill_length 16 must be in \\[1, 15\\]"):
+    with pytest.raises(PromptError, match="refill_length 16 must be in \\[1, context_length - 1 = 15\\]"):
         continue_text(run, "the ", 40, refill_length=16)
 
 
@@ -110,11 +110,15 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, corpus, mo
 
 
 def test_rerunning_a_finished_run_changes_nothing_and_longer_runs_continue(tmp_path, corpus):
+    # Also when the saved config predates a key added since (model.dtype).
     config = tiny_config(corpus, "gru")
     train_and_evaluate(config, tmp_path / "run")
     before = read_metrics(tmp_path / "run")
     assert train_and_evaluate(config, tmp_path / "run") == before[-1]
     assert read_metrics(tmp_path / "run") == before
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["model"]["dtype"]  # as runs saved before model.dtype existed
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
     config.num_steps = 16
     train_and_evaluate(config, tmp_path / "run")
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == list(range(1, 17))

@@ -181,6 +181,8 @@ def test_too_long_inputs_and_bad_refill_lengths_are_errors():
             model.init_decode_state(1, CONTEXT_LENGTH + 1, refill_length)
         with pytest.raises(ValueError, match="refill_length .* must be in"):
             model.uncached_decode_state(1, CONTEXT_LENGTH + 1, refill_length)
+    with pytest.raises(ValueError, match="a context of 1 token cannot slide"):
+        tiny_model(context_length=1).init_decode_state(1, 2)
     with pytest.raises(ValueError, match="exceeds context_length"):
         model.apply(variables, random_tokens(0, (1, CONTEXT_LENGTH + 1)))
 

@@ -196,8 +196,13 @@ class TransformerLM(nn.Module):
         """The Transformer keeps no carry between windows: ``None``."""
         return None
 
-    def _refill_length(self, refill_length):
-        """The checked ``refill_length`` (default ``context_length // 2``)."""
+    def checked_refill_length(self, refill_length=None):
+        """The sliding window's ``refill_length`` (default ``context_length // 2``), checked."""
+        if self.context_length < 2:
+            raise ValueError(
+                f"a context of {self.context_length} token cannot slide: generate at most "
+                f"{self.context_length} token in all, or train with a longer context_length"
+            )
         refill_length = self.context_length // 2 if refill_length is None else refill_length
         if not 1 <= refill_length < self.context_length:
             raise ValueError(
@@ -227,7 +232,7 @@ class TransformerLM(nn.Module):
         state = {"layers": self._empty_caches(batch_size, length),
                  "position": jnp.zeros((), jnp.int32)}
         if max_length > self.context_length:
-            state["recent"] = jnp.zeros((batch_size, self._refill_length(refill_length)),
+            state["recent"] = jnp.zeros((batch_size, self.checked_refill_length(refill_length)),
                                         jnp.int32)
         return state
 
@@ -266,7 +271,7 @@ class TransformerLM(nn.Module):
         ``context_length`` slots of padding when the window slides), how many
         (``"position"``), the current window's length and ``refill_length``."""
         sliding = max_length > self.context_length
-        refill_length = self._refill_length(refill_length) if sliding else 0  # 0: never used
+        refill_length = self.checked_refill_length(refill_length) if sliding else 0  # 0: never used
         return {
             "tokens": jnp.zeros(
                 (batch_size, max_length + (self.context_length if sliding else 0)), jnp.int32

@@ -86,6 +86,17 @@ def disk_full_as_message(workdir, what):
         ) from None
 
 
+# Identity keys added after runs were first saved, with the value those runs used: a saved
+# config.json without one still matches a config that states the old value.
+ADDED_LATER = {"model": {"dtype": "float32"}}
+
+
+def _with_later_defaults(section, key):
+    if not isinstance(section, dict):
+        return section
+    return {**ADDED_LATER.get(key, {}), **section}
+
+
 def check_run_identity(config, workdir, identity_keys, *, resuming=True, write=True):
     """Write ``WORKDIR/config.json`` (if ``write``); when ``resuming`` a checkpointed run, first
     insist the run's identity (the config sections named by ``identity_keys``) matches the saved
@@ -96,7 +107,8 @@ def check_run_identity(config, workdir, identity_keys, *, resuming=True, write=T
     if resuming and path.exists():
         saved = json.loads(path.read_text())
         for key in identity_keys:
-            if saved.get(key) != current.get(key):
+            before, now = (_with_later_defaults(c.get(key), key) for c in (saved, current))
+            if before != now:
                 raise CheckpointMismatchError(
                     f"workdir {workdir} holds a run with "
                     f"{key}={json.dumps(saved.get(key), sort_keys=True)} but the config says "
