@@ -10,6 +10,13 @@ the logits, as PyTorch's autocast does).
 import jax.numpy as jnp
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DEFAULT_COMPUTE_DTYPE = "float32"  # also what every run saved before model.dtype existed used
+
+
+def model_dtype_name(model_config):
+    """The compute dtype a ``model`` config section names (:data:`DEFAULT_COMPUTE_DTYPE` when it
+    has no ``dtype``, as in configs written before mixed precision)."""
+    return model_config.get("dtype", DEFAULT_COMPUTE_DTYPE)
 
 
 def compute_dtype(name):

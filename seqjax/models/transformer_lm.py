@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.attention import MultiHeadSelfAttention, init_kv_cache
-from seqjax.precision import compute_dtype
+from seqjax.precision import compute_dtype, model_dtype_name
 from seqjax.positional import (
     LearnedPositionalEmbedding,
     check_positional_kind,
@@ -340,5 +340,5 @@ def from_config(model_config, vocab_size, context_length):
         tie_weights=model_config.tie_weights,
         positional=model_config.positional,
         attention_impl=model_config.get("attention_impl", "reference"),
-        dtype=compute_dtype(model_config.get("dtype", "float32")),
+        dtype=compute_dtype(model_dtype_name(model_config)),
     )

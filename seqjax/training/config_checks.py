@@ -8,7 +8,7 @@ from seqjax.errors import ConfigError
 from seqjax.models import MODEL_KINDS
 from seqjax.models.seq2seq import ATTENTIONS
 from seqjax.models.sequence_heads import DIRECTIONS, ENCODER_POSITIONALS, POOLINGS
-from seqjax.precision import COMPUTE_DTYPES
+from seqjax.precision import COMPUTE_DTYPES, DEFAULT_COMPUTE_DTYPE, model_dtype_name
 
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
 LM_POSITIVE_INTS = POSITIVE_INTS + ("seq_len",)
@@ -61,9 +61,9 @@ def check_config(config):
 def _check_dtype(config, supported_kinds, run_kind):
     """``model.dtype`` (optional, float32 by default) names a compute dtype that this model
     kind runs in (mixed precision covers Transformer language models so far)."""
-    dtype = config.model.get("dtype", "float32")
+    dtype = model_dtype_name(config.model)
     _check_choice(dtype, tuple(COMPUTE_DTYPES), "model.dtype")
-    if dtype != "float32" and config.model.kind not in supported_kinds:
+    if dtype != DEFAULT_COMPUTE_DTYPE and config.model.kind not in supported_kinds:
         raise ConfigError(
             f"config.model.dtype={dtype!r} is not implemented for {config.model.kind} "
             f"{run_kind} yet (mixed precision covers Transformer language models so far): set "

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from seqjax.errors import CheckpointMismatchError, WorkdirError
+from seqjax.precision import DEFAULT_COMPUTE_DTYPE
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
@@ -88,7 +89,7 @@ def disk_full_as_message(workdir, what):
 
 # Identity keys added after runs were first saved, with the value those runs used: a saved
 # config.json without one still matches a config that states the old value.
-ADDED_LATER = {"model": {"dtype": "float32"}}
+ADDED_LATER = {"model": {"dtype": DEFAULT_COMPUTE_DTYPE}}
 
 
 def _with_later_defaults(section, key):
