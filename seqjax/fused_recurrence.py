@@ -34,6 +34,10 @@ product is 2.4x faster than as ``h [B, H] x W_h^T``; at H=256 they are level).
    matmul over the chunk's stacked ``delta: [kH, K, B]``, instead of ``K`` small outer
    products, and without a ``[kH, T, B]`` stack of every step's ``delta``.
 
+Mixed precision (``compute_dtype=jnp.bfloat16``): every matrix product above, forward and
+backward, runs in bfloat16 with a float32 result; the carry, the gates, the saved local
+derivatives, ``delta_t`` and the weight gradients summed over the chunks stay float32.
+
 The cell-local ``delta_t`` of each cell is in its ``_*_backward_step`` below. The GRU
 (reset-after) has two: ``delta_x`` for its input pre-activation and ``delta_h`` for its
 recurrent product, which differ in the candidate block (``r_t`` multiplies ``W^n_h h``).
@@ -48,6 +52,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
+
+from seqjax.precision import einsum, matmul
 
 # ----------------------------------------------------------------------------- Elman
 # Every array below is [features, B]: one column per example.
@@ -173,6 +179,7 @@ class _Options(NamedTuple):
     unroll: int
     hoist_input_projection: bool
     gradient_chunk: int
+    dtype: jnp.dtype  # compute dtype of the matrix products
 
 
 def _prefetching_scan(step, carry, xs, *, unroll=1):
@@ -201,7 +208,7 @@ def _masked(mask_t, new, old):
     return jax.tree.map(lambda a, b: jnp.where(mask_t, a, b), new, old)
 
 
-def _preactivations(rule, params, xs, hoist):
+def _preactivations(rule, params, xs, hoist, dtype):
     """What the forward scan reads per step, and how a step turns it into pre-activations.
 
     Returns ``(per_step, preactivations)`` with ``preactivations(h_prev, per_step_t)`` the
@@ -209,26 +216,30 @@ def _preactivations(rule, params, xs, hoist):
     ONE matmul before the scan. Per step: ``[W_h W_x] [h_{t-1}; x_t]``, ONE product, for a cell
     that sums its products; ``W_h h_{t-1}`` and ``W_x x_t`` for the GRU.
     """
-    W_h, W_x = params["W_h"], params["W_x"]
+    W_h, W_x = params["W_h"].astype(dtype), params["W_x"].astype(dtype)
     bias = params["b"][:, None] if "b" in params else 0.0
     if hoist:
         def preactivations(h_prev, z_x_t):
             if rule.sums_products:
-                return (W_h @ h_prev + z_x_t + bias,)
-            return W_h @ h_prev, z_x_t + bias
+                return (matmul(W_h, h_prev) + z_x_t + bias,)
+            return matmul(W_h, h_prev), z_x_t + bias
 
-        return jnp.einsum("gi,tbi->tgb", W_x, xs), preactivations
+        return einsum("gi,tbi->tgb", W_x, xs, dtype), preactivations
     if rule.sums_products:
         W_hx = jnp.concatenate([W_h, W_x], axis=1)  # [kH, H + I]
         return jnp.swapaxes(xs, 1, 2), lambda h_prev, x_t: (
-            W_hx @ jnp.concatenate([h_prev, x_t], axis=0) + bias,
+            matmul(W_hx, jnp.concatenate([h_prev, x_t], axis=0)) + bias,
         )
-    return jnp.swapaxes(xs, 1, 2), lambda h_prev, x_t: (W_h @ h_prev, W_x @ x_t + bias)
+    return jnp.swapaxes(xs, 1, 2), lambda h_prev, x_t: (
+        matmul(W_h, h_prev), matmul(W_x, x_t) + bias
+    )
 
 
 def _scan_forward(rule, options, params, xs, carry, mask, save):
     """Forward scan: ``(final_carry, hs [T, B, H], saved [T, ., B] or None)``, ``hs`` unmasked."""
-    per_step, preactivations = _preactivations(rule, params, xs, options.hoist_input_projection)
+    per_step, preactivations = _preactivations(
+        rule, params, xs, options.hoist_input_projection, options.dtype
+    )
 
     def body(carry, inputs):
         v_t, mask_t = inputs
@@ -300,10 +311,10 @@ def _fused_backward(cell_name, options, residuals, cotangents):
     rule = _RULES[cell_name]
     params, xs, carry, mask, hs, saved = residuals
     d_final, d_hs = cotangents
-    W_h_transposed = params["W_h"].T
+    W_h_transposed = params["W_h"].T.astype(options.dtype)
 
     def back(delta):
-        return W_h_transposed @ delta
+        return matmul(W_h_transposed, delta)
 
     step = functools.partial(_backward_step, rule, back, params)
     saved = jnp.swapaxes(hs, 1, 2) if saved is None else saved  # Elman reads h_t, [T, H, B]
@@ -317,7 +328,7 @@ def _fused_backward(cell_name, options, residuals, cotangents):
             step, d_carry, (d_hs_c, mask_c, saved_c), reverse=True, unroll=options.unroll
         )
         columns = [None if d is None else jnp.transpose(d, (1, 0, 2)) for d in deltas]  # [kH, K, B]
-        grads, d_xs = _parameter_gradients(params, xs_c, h_prev_c, *columns)
+        grads, d_xs = _parameter_gradients(params, xs_c, h_prev_c, *columns, options.dtype)
         return d_carry, grads, d_xs
 
     def full_chunk(state, chunk):
@@ -341,7 +352,7 @@ def _fused_backward(cell_name, options, residuals, cotangents):
     return grads, d_xs, d_carry, None
 
 
-def _parameter_gradients(params, xs, h_prev, delta_x, delta_h):
+def _parameter_gradients(params, xs, h_prev, delta_x, delta_h, dtype):
     """``dW_h = sum_t delta_t h_{t-1}^T``, ``dW_x = sum_t delta_t x_t^T``, ``db = sum_t delta_t``,
     ``dx_t = W_x^T delta_t``: each one matmul over all ``K * B`` columns of a chunk, not ``K``
     small ones.
@@ -349,25 +360,26 @@ def _parameter_gradients(params, xs, h_prev, delta_x, delta_h):
     ``delta: [kH, K, B]`` is the ``[kH, K*B]`` matrix of every step's columns; ``h_prev`` and
     ``xs`` are ``[K, B, .]``, its ``[K*B, .]`` rows, so no operand needs transposing. When
     ``delta_h`` is None (Elman, LSTM: it equals ``delta_x``) the three weight gradients are ONE
-    matmul, ``sum_t delta_t [h_{t-1}; x_t; 1]^T``, so ``delta`` is read once.
+    matmul, ``sum_t delta_t [h_{t-1}; x_t; 1]^T``, so ``delta`` is read once. Products run in
+    ``dtype``, sums in float32; ``dx_t`` is returned in the dtype of ``xs``.
     """
     hidden_size, input_size = h_prev.shape[-1], xs.shape[-1]
     ones = jnp.ones(xs.shape[:-1] + (1,), xs.dtype)
     if delta_h is None:
         rows = jnp.concatenate([h_prev, xs, ones], axis=-1)
-        stacked = jnp.einsum("gtb,tbk->gk", delta_x, rows)
+        stacked = einsum("gtb,tbk->gk", delta_x, rows, dtype)
         dW_h, dW_x, db = stacked[:, :hidden_size], stacked[:, hidden_size:-1], stacked[:, -1]
     else:
-        dW_h = jnp.einsum("gtb,tbh->gh", delta_h, h_prev)
-        stacked = jnp.einsum("gtb,tbk->gk", delta_x, jnp.concatenate([xs, ones], axis=-1))
+        dW_h = einsum("gtb,tbh->gh", delta_h, h_prev, dtype)
+        stacked = einsum("gtb,tbk->gk", delta_x, jnp.concatenate([xs, ones], axis=-1), dtype)
         dW_x, db = stacked[:, :input_size], stacked[:, -1]
     grads = {"W_h": dW_h, "W_x": dW_x}
     if "b" in params:
         grads["b"] = db
     if "b_hn" in params:  # GRU: b^n_h sits inside r * (W^n_h h + b^n_h), like the recurrent product
         grads["b_hn"] = delta_h[2 * hidden_size:].sum(axis=(1, 2))
-    d_xs = jnp.einsum("gi,gtb->itb", params["W_x"], delta_x)  # [I, K*B] = W_x^T delta
-    return grads, jnp.transpose(d_xs, (1, 2, 0))
+    d_xs = einsum("gi,gtb->itb", params["W_x"], delta_x, dtype)  # [I, K*B] = W_x^T delta
+    return grads, jnp.transpose(d_xs, (1, 2, 0)).astype(xs.dtype)
 
 
 _fused.defvjp(_fused_forward, _fused_backward)
@@ -403,7 +415,7 @@ def _check_inputs(cell_name, params, xs, carry, seq_lengths):
 
 def fused_unroll(
     cell_name, params, xs, carry, *, seq_lengths=None, unroll=1, hoist_input_projection=None,
-    gradient_chunk=16, mesh=None,
+    gradient_chunk=16, mesh=None, compute_dtype=None,
 ):
     """Run cell ``cell_name`` over a batch ``xs: [B, T, I]`` from ``carry`` (leaves ``[B, H]``).
 
@@ -417,6 +429,8 @@ def fused_unroll(
     measured no slower and saves a ``[T, kH, B]`` buffer; hoisted elsewhere). The backward pass
     computes the weight gradients once per ``gradient_chunk`` steps, as one matmul over the
     chunk. ``cell_name`` is ``"elman"``, ``"lstm"`` or ``"gru"`` (reset-after, the default).
+    ``compute_dtype`` is the dtype of the matrix products (``None``: the parameters'; see the
+    module docstring for mixed precision).
 
     ``mesh`` (a ``jax.sharding.Mesh``, optional) splits the batch rows over all its devices,
     when ``B`` is a multiple of their number: each device runs the recurrence on its rows and
@@ -428,7 +442,8 @@ def fused_unroll(
         raise ValueError(f"gradient_chunk must be a positive number of steps, got {gradient_chunk}")
     if hoist_input_projection is None:
         hoist_input_projection = jax.default_backend() != "cpu"
-    options = _Options(int(unroll), bool(hoist_input_projection), int(gradient_chunk))
+    dtype = params["W_h"].dtype if compute_dtype is None else jnp.dtype(compute_dtype)
+    options = _Options(int(unroll), bool(hoist_input_projection), int(gradient_chunk), dtype)
     run = functools.partial(_fused_unroll, cell_name, options)
     if mesh is not None and mesh.size > 1 and xs.shape[0] % mesh.size == 0:
         rows = PartitionSpec(mesh.axis_names)

@@ -4,7 +4,13 @@ A config names it (``model.dtype = "bfloat16"``); parameters and optimizer state
 whatever it is, so checkpoints are float32 and an update never loses the small steps that
 bfloat16's 8-bit mantissa would round away. Each model says which of its parts stay float32
 (for a Transformer: the residual stream, normalisation statistics, the attention softmax and
-the logits, as PyTorch's autocast does).
+the logits, as PyTorch's autocast does; for a recurrent layer: its carry, the LSTM's cell
+state included, and every gate nonlinearity).
+
+The recurrent cells are pure functions of their parameter dict, so for them the policy is two
+functions: :func:`compute_weights` casts a cell's matrices to the compute dtype, and the cells
+multiply by them with :func:`matmul`, which rounds the other operand to the weights' dtype and
+returns float32. With float32 weights both are the identity.
 """
 
 import jax.numpy as jnp
@@ -26,3 +32,28 @@ def compute_dtype(name):
             f"unknown model dtype {name!r}: choose one of {', '.join(map(repr, COMPUTE_DTYPES))}"
         )
     return COMPUTE_DTYPES[name]
+
+
+def compute_weights(params, dtype):
+    """``params`` with every matrix (leaf of 2 or more axes) cast to ``dtype``; vectors (biases)
+    stay as they are. Call it inside the function being differentiated, per step of a scan:
+    then the weights' gradients are summed over the steps in the parameters' float32."""
+    return {name: value.astype(dtype) if value.ndim >= 2 else value
+            for name, value in params.items()}
+
+
+def matmul(weights, x):
+    """``weights @ x`` in the weights' dtype (``x`` is rounded to it), returned in at least
+    float32: a bfloat16 product for bfloat16 weights, exactly ``weights @ x`` for float32.
+
+    The product's own sum runs in float32 inside XLA's bfloat16 dot on CPUs and GPUs; only its
+    result is rounded. Its gradient products run in the weights' dtype too."""
+    result = jnp.matmul(weights, x.astype(weights.dtype))
+    return result.astype(jnp.promote_types(weights.dtype, jnp.float32))
+
+
+def einsum(spec, a, b, dtype):
+    """``jnp.einsum(spec, a, b)`` with both operands rounded to ``dtype``, returned in at least
+    float32 (the hand-written gradients of :mod:`seqjax.fused_recurrence` use it)."""
+    result = jnp.einsum(spec, a.astype(dtype), b.astype(dtype))
+    return result.astype(jnp.promote_types(dtype, jnp.float32))

@@ -3,7 +3,9 @@
 Parameters come from the pure cell's ``init`` and the math from its ``step``
 (:mod:`seqjax.cells`), driven by :func:`seqjax.recurrence.unroll` under ``jax.vmap``; these
 modules hold no second copy of the equations. Each layer stores its cell's parameter dict
-under the name ``"cell"``.
+under the name ``"cell"``, in float32; ``dtype`` is the compute dtype of the cell's matrix
+products (mixed precision: :func:`seqjax.precision.compute_weights` casts the weights inside
+every step, and the carry stays float32).
 """
 
 import functools
@@ -14,7 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells import get_cell
+from seqjax.precision import compute_weights
 from seqjax.recurrence import unroll
+
+
+def computing_in(dtype, step):
+    """A cell's ``step`` whose weights are cast to ``dtype`` inside each call, so that under
+    ``jax.lax.scan`` the weights' gradients are summed over the steps in float32."""
+    return lambda params, carry, x: step(compute_weights(params, dtype), carry, x)
 
 
 class RecurrentCell(nn.Module):
@@ -23,6 +32,7 @@ class RecurrentCell(nn.Module):
     cell: str
     hidden_size: int
     cell_kwargs: dict[str, Any] | None = None
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     @nn.compact
     def __call__(self, carry, x):
@@ -30,7 +40,8 @@ class RecurrentCell(nn.Module):
         params = self.param(
             "cell", lambda key: cell.init(key, x.shape[-1], self.hidden_size, **(self.cell_kwargs or {}))
         )
-        return jax.vmap(cell.step, in_axes=(None, 0, 0))(params, carry, x)
+        step = computing_in(self.dtype, cell.step)
+        return jax.vmap(step, in_axes=(None, 0, 0))(params, carry, x)
 
 
 class Recurrent(nn.Module):
@@ -49,6 +60,7 @@ class Recurrent(nn.Module):
     fused: bool = False
     cell_kwargs: dict[str, Any] | None = None
     mesh: Any = None  # fused path: split the batch rows over this mesh's devices
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     def initial_carry(self, batch_size, dtype=jnp.float32):
         """Zero carry for ``batch_size`` examples (needs no parameters)."""
@@ -65,8 +77,10 @@ class Recurrent(nn.Module):
         if self.fused and seq_lengths is None and not self.reverse:
             from seqjax.fused_recurrence import fused_unroll
 
-            return fused_unroll(self.cell, params, xs, carry, mesh=self.mesh)
-        run = functools.partial(unroll, cell.step, params, reverse=self.reverse, unroll=self.unroll)
+            return fused_unroll(self.cell, params, xs, carry, mesh=self.mesh,
+                                compute_dtype=self.dtype)
+        step = computing_in(self.dtype, cell.step)
+        run = functools.partial(unroll, step, params, reverse=self.reverse, unroll=self.unroll)
         if seq_lengths is None:
             return jax.vmap(lambda x, c: run(x, c))(xs, carry)
         return jax.vmap(lambda x, c, n: run(x, c, seq_length=n))(xs, carry, seq_lengths)
@@ -81,11 +95,12 @@ class Bidirectional(nn.Module):
     cell: str
     hidden_size: int
     cell_kwargs: dict[str, Any] | None = None
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     @nn.compact
     def __call__(self, xs, seq_lengths=None):
         layer = functools.partial(
-            Recurrent, self.cell, self.hidden_size, cell_kwargs=self.cell_kwargs
+            Recurrent, self.cell, self.hidden_size, cell_kwargs=self.cell_kwargs, dtype=self.dtype
         )
         forward_final, forward_hs = layer(name="forward")(xs, seq_lengths=seq_lengths)
         backward_final, backward_hs = layer(reverse=True, name="backward")(
@@ -109,6 +124,7 @@ class StackedRecurrent(nn.Module):
     fused: bool = False
     cell_kwargs: dict[str, Any] | None = None
     mesh: Any = None  # fused path: split the batch rows over this mesh's devices
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     def initial_carry(self, batch_size, dtype=jnp.float32):
         """One zero carry per layer."""
@@ -124,7 +140,8 @@ class StackedRecurrent(nn.Module):
                 hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
             carry, hs = Recurrent(
                 self.cell, self.hidden_size, unroll=self.unroll, fused=self.fused,
-                cell_kwargs=self.cell_kwargs, mesh=self.mesh, name=f"layer_{layer_index}",
+                cell_kwargs=self.cell_kwargs, mesh=self.mesh, dtype=self.dtype,
+                name=f"layer_{layer_index}",
             )(hs, carry, seq_lengths)
             final_carries.append(carry)
         return final_carries, hs

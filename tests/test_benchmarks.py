@@ -133,3 +133,16 @@ def test_baseline_revision_is_timed_beside_seqjax(tmp_path):
 def test_unknown_baseline_revision_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read seqjax/fused_recurrence.py at revision 'no-such-rev'"):
         recurrent.main(["--quick", "--baseline", "no-such-rev", "--out", str(tmp_path / "x.json")])
+
+
+def test_quick_recurrent_benchmark_in_bfloat16_runs_every_peer(tmp_path):
+    out = tmp_path / "recurrent_bfloat16.json"
+    recurrent.main(["--quick", "--cells", "elman", "--shapes", "2x3x4x5", "--modes", "train",
+                    "--peers", "flax,torch,scan", "--dtype", "bfloat16", "--repeats", "1",
+                    "--default-malloc", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["settings"]["dtype"] == "bfloat16"
+    (row,) = report["rows"]
+    assert set(row["results"]) == {"seqjax", *report["settings"]["peers"]}
+    with pytest.raises(SystemExit):
+        recurrent.parse_args(["--baseline", "HEAD", "--dtype", "bfloat16"])

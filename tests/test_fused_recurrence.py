@@ -1,5 +1,9 @@
 """``fused_unroll`` against the pure cells under ``vmap(lax.scan)``: values, and its hand-written
-BPTT against ``jax.grad`` (float32) and finite differences (float64)."""
+BPTT against ``jax.grad`` (float32) and finite differences (float64); both in bfloat16 against
+float32."""
+
+import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +14,7 @@ from jax.test_util import check_grads
 from seqjax.cells import get_cell
 from seqjax.fused_recurrence import fused_unroll
 from seqjax.recurrence import unroll
+from seqjax.recurrent_modules import computing_in
 
 BATCH, STEPS, INPUT, HIDDEN = 3, 5, 4, 6
 CELLS = ("elman", "lstm", "gru")
@@ -163,3 +168,41 @@ def test_seq_lengths_shape_error():
     params, xs, carry = random_problem("gru")
     with pytest.raises(ValueError, match="seq_lengths must have shape"):
         fused_unroll("gru", params, xs, carry, seq_lengths=np.array([1, 2]))
+
+
+def mixed_precision_unroll(cell_name, params, xs, carry):
+    """The pure cell's products in bfloat16 under ``vmap(lax.scan)``, differentiated by JAX."""
+    step = computing_in(jnp.bfloat16, get_cell(cell_name).step)
+    return jax.vmap(lambda x, c: unroll(step, params, x, c))(xs, carry)
+
+
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_bfloat16_products_with_float32_carry_and_gradient_sums(cell_name):
+    """Over 256 steps, the plain and the fused layer in bfloat16: every matrix product runs in
+    bfloat16, while outputs, carries and gradients are float32 and within 1% of float32's.
+
+    The 1% holds because the weights' per-step gradients are summed in float32 (measured
+    0.3-0.6%); casting the weights once before the scan sums them in bfloat16 (1.7-2.2%)."""
+    cell = get_cell(cell_name)
+    keys = jax.random.split(jax.random.PRNGKey(8), 3)
+    params = cell.init(keys[0], 8, 16)
+    xs = jax.random.normal(keys[1], (4, 256, 8))
+    carry = cell.initial_carry(params, (4,))
+    cotangent = jax.random.normal(keys[2], (4, 256, 16))
+    fused = functools.partial(fused_unroll, cell_name, compute_dtype=jnp.bfloat16)
+    plain = functools.partial(mixed_precision_unroll, cell_name)
+
+    def gradient(run):
+        return jax.jit(jax.grad(lambda p, x: jnp.sum(run(p, x, carry)[1] * cotangent),
+                                argnums=(0, 1)))
+
+    expected = gradient(functools.partial(reference, cell_name))(params, xs)
+    for run in (plain, fused):
+        assert {leaf.dtype for leaf in jax.tree.leaves(run(params, xs, carry))} == {jnp.dtype("float32")}
+        hlo = gradient(run).lower(params, xs).as_text()
+        dots = re.findall(r"dot_general .*", hlo)
+        assert dots and all("bf16>" in dot and "xf32>" not in dot.split("->")[0] for dot in dots)
+        actual = gradient(run)(params, xs)
+        assert {leaf.dtype for leaf in jax.tree.leaves(actual)} == {jnp.dtype("float32")}
+        for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+            assert float(jnp.linalg.norm(a - e) / jnp.linalg.norm(e)) < 0.01

@@ -3,6 +3,7 @@ summaries and the attention weights, teacher forcing vs step-by-step decoding, a
 through seqjax.generation."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -284,3 +285,39 @@ def test_rnn_decoder_without_attention_reads_only_the_summary():
     logits, _ = apply(model, variables, state, decoder_inputs[:, 0], method="decode_step")
     expected = apply(model, variables, batch.inputs, batch.input_lengths, decoder_inputs)[:, 0]
     np.testing.assert_allclose(logits, expected, rtol=1e-6)
+
+
+BFLOAT16_MODELS = {  # (task, model config): every encoder family, head kind and decoder
+    "gru_bidirectional_classifier": ("parity", model_config("gru", direction="bidirectional")),
+    "transformer_regressor": ("sequence_sum", model_config("transformer")),
+    "lstm_tagger": ("seen_before", model_config("lstm")),
+    "lstm_additive_seq2seq": ("reverse", model_config("lstm", attention="additive")),
+    "elman_dot_seq2seq": ("reverse", model_config("elman", attention="dot")),
+    "transformer_seq2seq": ("reverse", model_config("transformer")),
+}
+
+
+@pytest.mark.parametrize("name", list(BFLOAT16_MODELS))
+def test_bfloat16_models_keep_float32_params_outputs_and_gradients(name):
+    """``model.dtype = "bfloat16"``: the same float32 parameters, bfloat16 products, float32
+    outputs within bfloat16's rounding of float32's, float32 gradients."""
+    task_name, config = BFLOAT16_MODELS[name]
+    task = get_task(task_name, max_length=6)
+    build = seq2seq_from_config if task.kind == "seq2seq" else sequence_model_from_config
+    model = build(config, task)
+    mixed = build(ml_collections.ConfigDict({**config.to_dict(), "dtype": "bfloat16"}), task)
+    batch = task.training_batch(0, 0, 3)
+    args = (batch.inputs, batch.input_lengths)
+    if task.kind == "seq2seq":
+        args += (teacher_forcing_inputs(jnp.asarray(batch.targets)),)
+    variables = init(model, *args)
+    assert jax.eval_shape(mixed.init, jax.random.PRNGKey(0), *args) == jax.eval_shape(
+        model.init, jax.random.PRNGKey(0), *args)
+    hlo = jax.jit(mixed.apply).lower(variables, *args).as_text()
+    assert re.search(r"dot_general.*bf16", hlo)
+    outputs, reference = apply(mixed, variables, *args), apply(model, variables, *args)
+    assert outputs.dtype == jnp.float32
+    np.testing.assert_allclose(outputs, reference, atol=0.02 * float(np.abs(reference).max()))
+    gradients = jax.jit(jax.grad(
+        lambda params: jnp.sum(mixed.apply({"params": params}, *args) ** 2)))(variables["params"])
+    assert {leaf.dtype for leaf in jax.tree.leaves(gradients)} == {jnp.dtype("float32")}

@@ -6,6 +6,8 @@ import importlib
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from experiments.configs.tasks import ATTENTIONS, KINDS, parse_preset, task_config
@@ -60,8 +62,11 @@ def test_tagger_learns_seen_before(tmp_path):
     assert record["val_exact_match"] > 0.5, record
 
 
-def test_seq2seq_with_attention_learns_to_reverse(tmp_path):
+def test_seq2seq_with_attention_learns_to_reverse_in_bfloat16(tmp_path):
+    """Mixed precision through the whole seq2seq path: training, greedy and beam decoding, and
+    the saved run (whose parameters stay float32)."""
     config = tiny_config("reverse", "gru_additive", num_steps=200, max_length=5, alphabet="abcd")
+    config.model.dtype = "bfloat16"
     config.eval_beam_size = 2
     record = train_and_evaluate(config, tmp_path)
     assert record["val_exact_match"] > chance(config) + 0.5, record
@@ -70,6 +75,7 @@ def test_seq2seq_with_attention_learns_to_reverse(tmp_path):
     # The saved run decodes the held-out set to the same score (its best checkpoint is the
     # last one: the run evaluated once).
     _, task, model, params = load_task_run(tmp_path)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype("float32")}
     held_out = task.held_out_set(config.seed, config.eval_examples)
     decoded = greedy_decode(model, {"params": params}, held_out.inputs, held_out.input_lengths,
                             task.max_target_length)

@@ -53,30 +53,44 @@ def test_a_few_steps_lower_the_loss(tmp_path, corpus, kind):
     assert math.isclose(records[-1]["val_bits"], records[-1]["val_loss"] / math.log(2))
 
 
-def test_bfloat16_transformer_trains_like_float32_saves_float32_and_samples_any_length(
-        tmp_path, corpus):
+def train_in_float32_and_bfloat16(tmp_path, corpus, model=None, num_steps=40, learning_rate=1e-2):
+    """The same run in each compute dtype: ``{dtype: train losses}``; the bfloat16 run's
+    checkpoints hold float32 parameters."""
     losses = {}
     for dtype in ("float32", "bfloat16"):
-        config = tiny_config(corpus, num_steps=40, eval_every=40, checkpoint_every=40,
-                             **{"data.batching": "random", "optim.learning_rate": 1e-2})
-        config.model = transformer_model(num_layers=2, num_heads=2, width=32, dropout=0.0)
+        config = tiny_config(corpus, num_steps=num_steps, eval_every=num_steps,
+                             checkpoint_every=num_steps,
+                             **{"data.batching": "random", "optim.learning_rate": learning_rate})
+        config.model = model or config.model
         config.model.dtype = dtype
         train_and_evaluate(config, tmp_path / dtype)
         losses[dtype] = np.array([r["train_loss"] for r in read_metrics(tmp_path / dtype)])
-    assert losses["bfloat16"][-5:].mean() < 0.6 * losses["bfloat16"][0]
-    # bfloat16 rounds every matrix product to 8 mantissa bits: the curves agree to 5%, step
-    # by step (measured: at most 1.8%, final losses 1.6040 and 1.6043), and differ (the
-    # products do run in bfloat16).
-    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
-    assert not np.array_equal(losses["bfloat16"], losses["float32"])
     for which in ("best", "latest"):
         params = load_run(tmp_path / "bfloat16", which).params
         assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype("float32")}
+    assert losses["bfloat16"][-5:].mean() < 0.75 * losses["bfloat16"][0]
+    assert not np.array_equal(losses["bfloat16"], losses["float32"])  # bfloat16 does round
+    return losses
+
+
+def test_bfloat16_transformer_trains_like_float32_and_samples_any_length(tmp_path, corpus):
+    losses = train_in_float32_and_bfloat16(
+        tmp_path, corpus, transformer_model(num_layers=2, num_heads=2, width=32, dropout=0.0))
+    # bfloat16 rounds every matrix product to 8 mantissa bits: the curves agree to 5%, step
+    # by step (measured: at most 1.8%, final losses 1.6040 and 1.6043).
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.05)
     run = load_run(tmp_path / "bfloat16")  # context: seq_len = 16 tokens
     for refill_length in (None, 15):
         assert len(continue_text(run, "the ", 40, refill_length=refill_length)) == 44
     with pytest.raises(PromptError, match="refill_length 16 must be in \\[1, context_length - 1 = 15\\]"):
         continue_text(run, "the ", 40, refill_length=16)
+
+
+def test_bfloat16_fused_lstm_trains_like_float32(tmp_path, corpus):
+    """The fused BPTT in bfloat16 (products bfloat16; cell state, gradients' sums float32)."""
+    losses = train_in_float32_and_bfloat16(tmp_path, corpus, num_steps=60, learning_rate=2e-2)
+    # Measured: at most 0.054% apart step by step, final losses 2.29980 and 2.29981.
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.01)
 
 
 def interrupt_at(monkeypatch, step_to_fail):
@@ -152,9 +166,6 @@ def test_config_values_are_checked(tmp_path, corpus):
         train_and_evaluate(tiny_config(corpus, **{"model.kind": "lstmm"}), tmp_path / "b")
     with pytest.raises(ConfigError, match="model.dtype must be one of float32, bfloat16"):
         train_and_evaluate(tiny_config(corpus, **{"model.dtype": "float16"}), tmp_path / "c")
-    with pytest.raises(ConfigError, match="dtype='bfloat16' is not implemented for lstm "
-                                          "language models yet"):
-        train_and_evaluate(tiny_config(corpus, **{"model.dtype": "bfloat16"}), tmp_path / "d")
 
 
 def test_sampling_carries_state_and_temperature_zero_is_deterministic(tmp_path, corpus):

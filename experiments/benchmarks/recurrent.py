@@ -8,6 +8,7 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.recurrent --idle-gate 0.1     # on a shared machine
     python -m experiments.benchmarks.recurrent --data-parallel     # JAX over one device per core
     python -m experiments.benchmarks.recurrent --baseline 26069ee  # A/B: fused path at a revision
+    python -m experiments.benchmarks.recurrent --dtype bfloat16    # mixed precision, every peer
 
 For every cell and shape the contenders (see :mod:`recurrent_contenders`) are timed in the
 same process, alternating (see :mod:`timing`): first call (compilation) reported apart,
@@ -22,6 +23,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 
 from experiments.benchmarks import recurrent_contenders as contenders
 from experiments.benchmarks.environment import (
@@ -72,22 +74,30 @@ def available_peers(peers):
 def build(peer, cell, shape, data, args):
     """``{"train": Candidate, "forward": Candidate}`` of one contender."""
     mesh = contenders.data_parallel_mesh() if args.data_parallel else None
+    dtype = jnp.dtype(args.dtype)
     if peer == "seqjax":
         return contenders.seqjax_fused(cell, shape, data, unroll_steps=args.unroll,
-                                       gradient_chunk=args.gradient_chunk, mesh=mesh)
+                                       gradient_chunk=args.gradient_chunk, mesh=mesh, dtype=dtype)
     if peer == "baseline":
         return contenders.seqjax_baseline(cell, shape, data, args.baseline, mesh=mesh)
     if peer == "scan":
-        return contenders.seqjax_scan(cell, shape, data, unroll_steps=args.unroll, mesh=mesh)
+        return contenders.seqjax_scan(cell, shape, data, unroll_steps=args.unroll, mesh=mesh,
+                                      dtype=dtype)
     if peer == "flax":
-        return contenders.flax_linen(cell, shape, data, mesh=mesh)
-    return contenders.torch_native(cell, shape, data)
+        return contenders.flax_linen(cell, shape, data, mesh=mesh, dtype=dtype)
+    return contenders.torch_native(cell, shape, data, dtype=dtype)
 
 
 def benchmark_one(cell, shape, modes, peers, args):
     """Rows (one per mode) for one cell and shape, every contender timed alternately."""
     data = contenders.random_batch(shape)
-    built = {peer: build(peer, cell, shape, data, args) for peer in ["seqjax", *peers]}
+    built, unavailable = {}, {}
+    for peer in ["seqjax", *peers]:
+        try:
+            built[peer] = build(peer, cell, shape, data, args)
+        except contenders.Unavailable as why:  # e.g. no bfloat16 kernel for it on this CPU
+            unavailable[peer] = str(why)
+            print(f"  {cell} {shape.label()}: skipping {peer}: {why}", file=sys.stderr, flush=True)
     rows = []
     for mode in modes:
         busy_before_rounds = []
@@ -103,7 +113,8 @@ def benchmark_one(cell, shape, modes, peers, args):
         rows.append({
             "cell": cell, "mode": mode, "shape": shape.__dict__, "tokens_per_step": shape.tokens,
             "results": results,
-            "ratios": {peer: timings[peer].median_s / seqjax_s for peer in peers},
+            "ratios": {peer: timings[peer].median_s / seqjax_s for peer in peers if peer in built},
+            "unavailable": unavailable,
             "cpu_busy_before_rounds": busy_before_rounds,
         })
         print(f"  {cell} {shape.label()} {mode}: " + ", ".join(
@@ -114,7 +125,8 @@ def benchmark_one(cell, shape, modes, peers, args):
 
 
 def markdown_table(rows, peers):
-    """Milliseconds per step (median), seqjax tokens/s, and ratios peer/seqjax."""
+    """Milliseconds per step (median), seqjax tokens/s, and ratios peer/seqjax (n/a: the peer
+    could not run this row)."""
     header = ["cell", "H", "mode", "seqjax ms", *(f"{p} ms" for p in peers),
               "seqjax tok/s", *(f"vs {p}" for p in peers)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -122,9 +134,9 @@ def markdown_table(rows, peers):
         results = row["results"]
         cells = [row["cell"], str(row["shape"]["hidden_size"]), row["mode"],
                  f"{results['seqjax']['median_s'] * 1e3:.1f}",
-                 *(f"{results[p]['median_s'] * 1e3:.1f}" for p in peers),
+                 *(f"{results[p]['median_s'] * 1e3:.1f}" if p in results else "n/a" for p in peers),
                  f"{results['seqjax']['tokens_per_s']:,.0f}",
-                 *(f"{row['ratios'][p]:.2f}" for p in peers)]
+                 *(f"{row['ratios'][p]:.2f}" if p in results else "n/a" for p in peers)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -142,6 +154,8 @@ def parse_args(argv):
                         help="steps per weight-gradient matmul in seqjax's backward pass")
     parser.add_argument("--baseline", default=None, metavar="REV",
                         help="also time seqjax's fused path as it was at this git revision")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="compute dtype (bfloat16: mixed precision, float32 parameters)")
     parser.add_argument("--vocab", type=int, default=65)
     parser.add_argument("--quick", action="store_true", help=f"smoke run: shape {QUICK_SHAPES}, 2 repeats")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
@@ -160,6 +174,8 @@ def parse_args(argv):
     args.shapes = args.shapes or (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
     args.repeats = args.repeats or (2 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 2)
+    if args.baseline and args.dtype != "float32":
+        parser.error("--baseline compares float32 runs: drop --dtype or --baseline")
     return args
 
 
@@ -197,7 +213,8 @@ def main(argv=None):
                 "gradient_chunk": args.gradient_chunk, "baseline": args.baseline,
                 "peers": peers, "quick": args.quick, "malloc_keeps_freed_memory": malloc_tuned,
                 "idle_gate": args.idle_gate, "data_parallel": args.data_parallel,
-                "matmul_precision": precision, "jax_devices": len(jax.devices())}
+                "matmul_precision": precision, "jax_devices": len(jax.devices()),
+                "dtype": args.dtype}
     report = Report(args.out, "recurrent", environment, settings)
     report.content["skipped_peers"] = skipped
     for shape in shapes:

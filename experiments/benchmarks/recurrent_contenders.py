@@ -14,7 +14,9 @@ update; a *forward* pass is the loss alone. Contenders:
 - ``torch``: ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (oneDNN on CPU, cuDNN on a GPU).
 
 Every builder takes ``(cell, shape, data)`` and returns ``{"train": Candidate,
-"forward": Candidate}``; the batch is fixed so that only the model is timed.
+"forward": Candidate}``; the batch is fixed so that only the model is timed. ``dtype=bfloat16``
+is mixed precision (float32 parameters, matrix products in bfloat16): seqjax's and Flax's
+``dtype``, PyTorch's forward pass and loss under ``torch.autocast``.
 """
 
 import dataclasses
@@ -34,8 +36,13 @@ from experiments.benchmarks.timing import Candidate, torch_candidates
 from seqjax.cells import get_cell
 from seqjax.fused_recurrence import fused_unroll
 from seqjax.recurrence import unroll
+from seqjax.recurrent_modules import computing_in
 
 LEARNING_RATE = 1e-3
+
+
+class Unavailable(Exception):
+    """A contender that cannot run on this machine (the message says why)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,23 +139,24 @@ def _seqjax_params(cell, shape, seed=0):
     }
 
 
-def _seqjax_loss(recurrence, cell, params, inputs, targets):
-    """Loss of the model with ``recurrence(params, xs [B, T, I], carry) -> (carry, hs)``."""
+def _seqjax_loss(recurrence, cell, dtype, params, inputs, targets):
+    """Loss of the model with ``recurrence(params, xs [B, T, I], carry) -> (carry, hs)``; the
+    read-out's product runs in ``dtype``."""
     xs = params["embed"][inputs]
     carry = get_cell(cell).initial_carry(params["cell"], (inputs.shape[0],))
     _, hs = recurrence(params["cell"], xs, carry)
-    logits = hs @ params["dense"]["W"] + params["dense"]["b"]
-    return _cross_entropy(logits, targets)
+    logits = (hs.astype(dtype) @ params["dense"]["W"].astype(dtype)).astype(jnp.float32)
+    return _cross_entropy(logits + params["dense"]["b"], targets)
 
 
 def seqjax_fused(cell, shape, data, *, unroll_steps=1, hoist_input_projection=None, gradient_chunk=16,
-                 name="seqjax", mesh=None):
+                 name="seqjax", mesh=None, dtype=jnp.float32):
     """seqjax's fast path: :func:`fused_unroll` with its hand-written BPTT."""
     recurrence = functools.partial(
         fused_unroll, cell, unroll=unroll_steps, hoist_input_projection=hoist_input_projection,
-        gradient_chunk=gradient_chunk,
+        gradient_chunk=gradient_chunk, compute_dtype=dtype,
     )
-    loss_fn = functools.partial(_seqjax_loss, recurrence, cell)
+    loss_fn = functools.partial(_seqjax_loss, recurrence, cell, dtype)
     return _jax_candidates(name, loss_fn, _seqjax_params(cell, shape), data, mesh)
 
 
@@ -167,18 +175,18 @@ def fused_recurrence_at(revision):
 def seqjax_baseline(cell, shape, data, revision, *, mesh=None):
     """seqjax's fast path as it was at git ``revision``: the A/B baseline for a change to it."""
     recurrence = functools.partial(fused_recurrence_at(revision).fused_unroll, cell)
-    loss_fn = functools.partial(_seqjax_loss, recurrence, cell)
+    loss_fn = functools.partial(_seqjax_loss, recurrence, cell, jnp.float32)
     return _jax_candidates("baseline", loss_fn, _seqjax_params(cell, shape), data, mesh)
 
 
-def seqjax_scan(cell, shape, data, *, unroll_steps=1, mesh=None):
+def seqjax_scan(cell, shape, data, *, unroll_steps=1, mesh=None, dtype=jnp.float32):
     """The pure cell under ``vmap(lax.scan)``, differentiated by JAX: the baseline."""
-    step = get_cell(cell).step
+    step = computing_in(dtype, get_cell(cell).step)
 
     def recurrence(params, xs, carry):
         return jax.vmap(lambda x, c: unroll(step, params, x, c, unroll=unroll_steps))(xs, carry)
 
-    loss_fn = functools.partial(_seqjax_loss, recurrence, cell)
+    loss_fn = functools.partial(_seqjax_loss, recurrence, cell, dtype)
     return _jax_candidates("scan", loss_fn, _seqjax_params(cell, shape), data, mesh)
 
 
@@ -189,21 +197,26 @@ _FLAX_CELLS = {"elman": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.G
 
 
 class FlaxLM(nn.Module):
-    """Embedding -> ``nn.RNN(cell)`` -> Dense, Flax's built-in way."""
+    """Embedding -> ``nn.RNN(cell)`` -> Dense, Flax's built-in way, computing in ``dtype``."""
 
     cell: str
     shape: Shape
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, inputs):
         xs = nn.Embed(self.shape.vocab, self.shape.input_size)(inputs)
-        hs = nn.RNN(_FLAX_CELLS[self.cell](features=self.shape.hidden_size))(xs)
-        return nn.Dense(self.shape.vocab)(hs)
+        cell = _FLAX_CELLS[self.cell](features=self.shape.hidden_size, dtype=self.dtype)
+        carry = None
+        if self.cell == "elman":  # SimpleCell returns its carry in dtype: start it there
+            carry = jnp.zeros((inputs.shape[0], self.shape.hidden_size), self.dtype)
+        hs = nn.RNN(cell)(xs, initial_carry=carry)
+        return nn.Dense(self.shape.vocab, dtype=self.dtype)(hs).astype(jnp.float32)
 
 
-def flax_linen(cell, shape, data, *, mesh=None):
+def flax_linen(cell, shape, data, *, mesh=None, dtype=jnp.float32):
     """Flax's built-in cell driven by ``flax.linen.RNN``."""
-    model = FlaxLM(cell, shape)
+    model = FlaxLM(cell, shape, dtype)
     params = model.init(jax.random.PRNGKey(0), jnp.asarray(data[0]))
 
     def loss_fn(params, inputs, targets):
@@ -215,7 +228,7 @@ def flax_linen(cell, shape, data, *, mesh=None):
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def torch_native(cell, shape, data):
+def torch_native(cell, shape, data, *, dtype=jnp.float32):
     """``torch.nn.RNN`` / ``LSTM`` / ``GRU`` with ``torch.optim.Adam`` (eager, as usually used)."""
     import torch
 
@@ -231,8 +244,18 @@ def torch_native(cell, shape, data):
     inputs, targets = (torch.as_tensor(a, dtype=torch.long, device=device) for a in data)
 
     def loss_fn():
-        hs, _ = model["rnn"](model["embed"](inputs))
-        logits = model["dense"](hs)
-        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
+                            enabled=dtype == jnp.bfloat16):
+            hs, _ = model["rnn"](model["embed"](inputs))
+            logits = model["dense"](hs)
+            return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    if dtype != jnp.float32:
+        try:  # oneDNN has no bfloat16 LSTM without the CPU's bfloat16 instructions
+            with torch.no_grad():
+                loss_fn()
+        except RuntimeError as error:
+            raise Unavailable(f"torch.{layer.__name__} under autocast(bfloat16): "
+                              f"{str(error).splitlines()[0]}") from None
 
     return torch_candidates("torch", loss_fn, model, optimizer, device)

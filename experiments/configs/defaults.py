@@ -29,7 +29,7 @@ def base_config():
     config.model.num_layers = 1  # stacked layers
     config.model.dropout = 0.0  # between layers and before the head
     config.model.fused = True  # hand-written BPTT kernel for full windows (same math, faster)
-    config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (Transformers so far)
+    config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
 
     config.optim = ml_collections.ConfigDict()
     config.optim.learning_rate = 2e-3  # peak learning rate after warmup

@@ -10,6 +10,11 @@ Every cell module has the same functions:
 - ``output(carry) -> h``: the hidden state inside a carry.
 
 Carries: ``h`` for Elman and GRU, ``(h, c)`` for the LSTM (hidden state first, as cuDNN).
+
+Mixed precision: every matrix product is :func:`seqjax.precision.matmul`, in the dtype of the
+weights, so ``step(compute_weights(params, jnp.bfloat16), carry, x)`` multiplies in bfloat16
+while the carry, the gates and the cell state stay float32
+(:func:`seqjax.precision.compute_weights`).
 """
 
 from seqjax.cells import elman, gru, lstm

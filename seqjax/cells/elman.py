@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.initializers import input_init, recurrent_init
+from seqjax.precision import matmul
 
 
 def init(key, input_size, hidden_size, *, use_bias=True, dtype=jnp.float32):
@@ -56,7 +57,7 @@ def zero_carry(hidden_size, batch_shape=(), dtype=jnp.float32):
 def step(params, h_prev, x):
     """One time step for one example: ``x: [I]``, ``h_prev: [H]`` -> ``(h_t, h_t)``."""
     b = params.get("b", 0.0)
-    h = jnp.tanh(params["W_h"] @ h_prev + params["W_x"] @ x + b)
+    h = jnp.tanh(matmul(params["W_h"], h_prev) + matmul(params["W_x"], x) + b)
     return h, h
 
 

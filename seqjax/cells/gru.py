@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.initializers import input_init, recurrent_init
+from seqjax.precision import matmul
 
 
 def init(key, input_size, hidden_size, *, dtype=jnp.float32):
@@ -45,14 +46,14 @@ def zero_carry(hidden_size, batch_shape=(), dtype=jnp.float32):
 
 def step(params, h_prev, x, *, reset_after=True):
     """One time step for one example: ``x: [I]``, ``h_prev: [H]`` -> ``(h_t, h_t)``."""
-    x_r, x_u, x_n = jnp.split(params["W_x"] @ x + params["b"], 3, axis=-1)
+    x_r, x_u, x_n = jnp.split(matmul(params["W_x"], x) + params["b"], 3, axis=-1)
     W_hr, W_hu, W_hn = jnp.split(params["W_h"], 3, axis=0)
-    r = jax.nn.sigmoid(x_r + W_hr @ h_prev)
-    u = jax.nn.sigmoid(x_u + W_hu @ h_prev)
+    r = jax.nn.sigmoid(x_r + matmul(W_hr, h_prev))
+    u = jax.nn.sigmoid(x_u + matmul(W_hu, h_prev))
     if reset_after:
-        n = jnp.tanh(x_n + r * (W_hn @ h_prev + params["b_hn"]))
+        n = jnp.tanh(x_n + r * (matmul(W_hn, h_prev) + params["b_hn"]))
     else:
-        n = jnp.tanh(x_n + W_hn @ (r * h_prev) + params["b_hn"])
+        n = jnp.tanh(x_n + matmul(W_hn, r * h_prev) + params["b_hn"])
     h = (1.0 - u) * n + u * h_prev
     return h, h
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.cells.initializers import input_init, recurrent_init
+from seqjax.precision import matmul
 
 GATES = ("i", "f", "g", "o")
 
@@ -53,7 +54,7 @@ def zero_carry(hidden_size, batch_shape=(), dtype=jnp.float32):
 def step(params, carry, x):
     """One time step for one example: ``x: [I]``, ``carry = (h, c)`` -> ``((h_t, c_t), h_t)``."""
     h_prev, c_prev = carry
-    z = params["W_h"] @ h_prev + params["W_x"] @ x + params["b"]
+    z = matmul(params["W_h"], h_prev) + matmul(params["W_x"], x) + params["b"]
     z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
     i, f, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_o)
     g = jnp.tanh(z_g)

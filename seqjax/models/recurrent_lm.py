@@ -9,12 +9,17 @@ The recurrence is the pure cell of :mod:`seqjax.cells`, run by
 :class:`seqjax.recurrent_modules.StackedRecurrent`. The carry (one cell carry per layer) is an
 argument and a result, so training can carry it across consecutive windows (truncated BPTT,
 as char-rnn does) and generation can carry it from token to token.
+
+Mixed precision (``dtype=jnp.bfloat16``): the cells' and the head's matrix products run in
+``dtype``; parameters, the carries (the LSTM's cell state included) and the logits stay float32.
 """
 
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
+from seqjax.precision import compute_dtype, model_dtype_name
 from seqjax.recurrent_modules import StackedRecurrent
 
 
@@ -29,11 +34,12 @@ class RecurrentLM(nn.Module):
     dropout: float = 0.0
     fused: bool = True
     mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
+    dtype: Any = jnp.float32  # compute dtype of the matrix products (mixed precision)
 
     def _stack(self, **module_kwargs):
         return StackedRecurrent(
             self.cell, self.hidden_size, self.num_layers, self.dropout,
-            fused=self.fused, mesh=self.mesh, **module_kwargs,
+            fused=self.fused, mesh=self.mesh, dtype=self.dtype, **module_kwargs,
         )
 
     def initial_carry(self, batch_size):
@@ -45,8 +51,8 @@ class RecurrentLM(nn.Module):
         x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
         carry, hs = self._stack(name="recurrent")(x, carry, deterministic=deterministic)
         hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
-        logits = nn.Dense(self.vocab_size, name="head")(hs)
-        return logits, carry
+        logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")(hs)
+        return logits.astype(jnp.float32), carry
 
     def init_decode_state(self, batch_size, max_length=None):
         """Decoding state: the carries (an RNN has no context limit, so ``max_length`` is unused)."""
@@ -71,4 +77,5 @@ def from_config(model_config, vocab_size, context_length=None, mesh=None):
         dropout=model_config.dropout,
         fused=model_config.get("fused", True),
         mesh=mesh,
+        dtype=compute_dtype(model_dtype_name(model_config)),
     )

@@ -26,21 +26,26 @@ dot-product ``e_{tj} = (W_q s_{t-1})^\\top (W_k h_j) / \\sqrt{d}``, softmax over
 
 :class:`TransformerSeq2Seq` is the encoder-decoder of Vaswani et al. (2017), pre-LN: decoder
 blocks of causal self-attention, cross-attention to the encoder states, and an MLP.
+
+Mixed precision: ``dtype`` is the compute dtype of every matrix product (parameters stay
+float32); the decoder's carry, the attention softmax and the logits are float32.
 """
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.attention import attend, attention_weights
+from seqjax.attention import attend, attention_weights, masked_softmax
 from seqjax.cells import get_cell
 from seqjax.generation import beam_search, generate, model_step_fn
 from seqjax.models.sequence_heads import (
     MultiHeadAttention, PositionalInput, RecurrentEncoder, TransformerEncoder, key_padding_mask,
 )
 from seqjax.models.transformer_lm import INIT_STD, MLP
+from seqjax.precision import compute_dtype, model_dtype_name
 from seqjax.recurrent_modules import RecurrentCell
 from seqjax.tasks.vocabulary import BOS, EOS
 
@@ -53,16 +58,11 @@ def teacher_forcing_inputs(targets):
     return jnp.concatenate([bos, targets[:, :-1]], axis=1)
 
 
-def _masked_softmax(scores, mask):
-    """Softmax over the last axis where ``mask`` is ``True``; masked entries get weight 0."""
-    return jax.nn.softmax(jnp.where(mask, scores, jnp.finfo(scores.dtype).min), axis=-1)
-
-
 def additive_attention_weights(query, keys, score_vector, mask):
     """Bahdanau weights ``softmax_j(v^T tanh(q + k_j))``: ``query [B, A]`` (already ``W_q s``),
     ``keys [B, S, A]`` (already ``W_k h``), ``score_vector [A]``, ``mask [B, S]`` -> ``[B, S]``."""
     scores = jnp.tanh(query[:, None, :] + keys) @ score_vector
-    return _masked_softmax(scores, mask)
+    return masked_softmax(scores, mask)
 
 
 def dot_attention_weights(query, keys, mask):
@@ -88,11 +88,14 @@ class RecurrentDecoderStep(nn.Module):
     vocab_size: int
     embed_size: int
     attention: str = "additive"
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     def _context(self, carry, memory):
         if self.attention == "none":
             return memory["context"]
-        query = nn.Dense(memory["keys"].shape[-1], name="query")(get_cell(self.cell).output(carry))
+        query = nn.Dense(memory["keys"].shape[-1], dtype=self.dtype, name="query")(
+            get_cell(self.cell).output(carry)
+        )
         if self.attention == "additive":
             score_vector = self.param(
                 "score_vector", nn.initializers.normal(1.0 / math.sqrt(query.shape[-1])),
@@ -107,13 +110,14 @@ class RecurrentDecoderStep(nn.Module):
     def __call__(self, carry, token, memory):
         context = self._context(carry, memory)
         embedded = nn.Embed(self.vocab_size, self.embed_size, name="embed")(token)
-        carry, hidden = RecurrentCell(self.cell, self.hidden_size, name="cell")(
+        carry, hidden = RecurrentCell(self.cell, self.hidden_size, dtype=self.dtype, name="cell")(
             carry, jnp.concatenate([embedded, context], axis=-1)
         )
-        combined = nn.Dense(self.hidden_size, name="combine")(
+        combined = nn.Dense(self.hidden_size, dtype=self.dtype, name="combine")(
             jnp.concatenate([hidden, context, embedded], axis=-1)
         )
-        return carry, nn.Dense(self.vocab_size, name="head")(jnp.tanh(combined))
+        logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")(jnp.tanh(combined))
+        return carry, logits.astype(jnp.float32)
 
 
 class RecurrentSeq2Seq(nn.Module):
@@ -129,17 +133,19 @@ class RecurrentSeq2Seq(nn.Module):
     vocab_size: int
     embed_size: int = 32
     attention: str = "additive"
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     def setup(self):
-        self.bridge = nn.Dense(self.hidden_size)
+        self.bridge = nn.Dense(self.hidden_size, dtype=self.dtype)
         if self.attention != "none":
-            self.memory_keys = nn.Dense(self.hidden_size, use_bias=False)
+            self.memory_keys = nn.Dense(self.hidden_size, use_bias=False, dtype=self.dtype)
         scan = nn.scan(
             RecurrentDecoderStep, variable_broadcast="params", split_rngs={"params": False},
             in_axes=(1, nn.broadcast), out_axes=1,
         )
         self.decoder = scan(
-            self.cell, self.hidden_size, self.vocab_size, self.embed_size, self.attention
+            self.cell, self.hidden_size, self.vocab_size, self.embed_size, self.attention,
+            self.dtype,
         )
 
     def init_decode_state(self, source, source_lengths, max_length=None):
@@ -151,7 +157,7 @@ class RecurrentSeq2Seq(nn.Module):
         memory = {"values": states, "mask": mask, "context": summary}
         if self.attention != "none":
             memory["keys"] = self.memory_keys(states)
-        carry = _carry_from_hidden(self.cell, jnp.tanh(self.bridge(summary)))
+        carry = _carry_from_hidden(self.cell, jnp.tanh(self.bridge(summary)).astype(jnp.float32))
         return {"carry": carry, "memory": memory}
 
     def decode_step(self, state, token):
@@ -172,21 +178,24 @@ class DecoderBlock(nn.Module):
     mlp_ratio: int = 4
     dropout: float = 0.0
     residual_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+    dtype: Any = jnp.float32  # of the branches; the residual stream ``x`` stays float32
 
     @nn.compact
     def __call__(self, x, memory, memory_mask, *, deterministic=True):
         attention = lambda causal, name: MultiHeadAttention(
             self.num_heads, causal=causal, dropout=self.dropout,
-            output_init=self.residual_init, name=name,
+            output_init=self.residual_init, dtype=self.dtype, name=name,
         )
-        normed = nn.LayerNorm(epsilon=1e-5, name="self_attention_norm")(x)
+        norm = lambda name: nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)
+        normed = norm("self_attention_norm")(x)
         x = x + attention(True, "self_attention")(normed, normed, deterministic=deterministic)
-        normed = nn.LayerNorm(epsilon=1e-5, name="cross_attention_norm")(x)
+        normed = norm("cross_attention_norm")(x)
         x = x + attention(False, "cross_attention")(
             normed, memory, memory_mask, deterministic=deterministic
         )
-        normed = nn.LayerNorm(epsilon=1e-5, name="mlp_norm")(x)
-        mlp = MLP(self.mlp_ratio, self.dropout, output_init=self.residual_init, name="mlp")
+        normed = norm("mlp_norm")(x)
+        mlp = MLP(self.mlp_ratio, self.dropout, output_init=self.residual_init, dtype=self.dtype,
+                  name="mlp")
         return x + mlp(normed, deterministic=deterministic)
 
 
@@ -203,6 +212,7 @@ class TransformerSeq2Seq(nn.Module):
     mlp_ratio: int = 4
     dropout: float = 0.0
     positional: str = "learned"
+    dtype: Any = jnp.float32  # compute dtype of the matrix products
 
     def setup(self):
         self.embedding = PositionalInput(
@@ -210,18 +220,19 @@ class TransformerSeq2Seq(nn.Module):
         )
         residual_init = nn.initializers.normal(INIT_STD / math.sqrt(3 * self.num_layers))
         self.blocks = [
-            DecoderBlock(self.num_heads, self.mlp_ratio, self.dropout, residual_init)
+            DecoderBlock(self.num_heads, self.mlp_ratio, self.dropout, residual_init, self.dtype)
             for _ in range(self.num_layers)
         ]
-        self.final_norm = nn.LayerNorm(epsilon=1e-5)
-        self.head = nn.Dense(self.vocab_size, kernel_init=nn.initializers.normal(INIT_STD))
+        self.final_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
+        self.head = nn.Dense(self.vocab_size, kernel_init=nn.initializers.normal(INIT_STD),
+                             dtype=self.dtype)
 
     def decode(self, decoder_inputs, memory, memory_mask, *, deterministic=True):
         """``decoder_inputs [B, T]`` with encoder ``memory [B, S, W]`` -> ``logits [B, T, V]``."""
         x = self.embedding(decoder_inputs, deterministic=deterministic)
         for block in self.blocks:
             x = block(x, memory, memory_mask, deterministic=deterministic)
-        return self.head(self.final_norm(x))
+        return self.head(self.final_norm(x)).astype(jnp.float32)
 
     def __call__(self, source, source_lengths, decoder_inputs, *, deterministic=True):
         memory, _ = self.encoder(source, source_lengths, deterministic=deterministic)
@@ -288,24 +299,25 @@ def seq2seq_from_config(model_config, task):
     """The encoder-decoder of ``model_config.kind`` for a seq2seq ``task``: a Transformer, or an
     RNN encoder-decoder with ``model_config.attention`` (``none | additive | dot``)."""
     source_vocab, target_vocab = len(task.input_vocabulary), len(task.output_vocabulary)
+    dtype = compute_dtype(model_dtype_name(model_config))
     if model_config.kind == "transformer":
         encoder = TransformerEncoder(
             width=model_config.hidden_size, num_layers=model_config.num_layers,
             num_heads=model_config.num_heads, max_length=task.max_input_length,
             vocab_size=source_vocab, mlp_ratio=model_config.mlp_ratio,
-            dropout=model_config.dropout, positional=model_config.positional,
+            dropout=model_config.dropout, positional=model_config.positional, dtype=dtype,
         )
         return TransformerSeq2Seq(
             encoder, target_vocab, model_config.hidden_size, model_config.num_layers,
             model_config.num_heads, task.max_target_length + 1, model_config.mlp_ratio,
-            model_config.dropout, model_config.positional,
+            model_config.dropout, model_config.positional, dtype,
         )
     encoder = RecurrentEncoder(
         cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=source_vocab,
         embed_size=model_config.embed_size, num_layers=model_config.num_layers,
-        direction=model_config.direction,
+        direction=model_config.direction, dtype=dtype,
     )
     return RecurrentSeq2Seq(
         encoder, model_config.kind, model_config.hidden_size, target_vocab,
-        model_config.embed_size, model_config.attention,
+        model_config.embed_size, model_config.attention, dtype,
     )

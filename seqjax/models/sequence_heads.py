@@ -12,6 +12,10 @@ An encoder maps ``inputs [B, T]`` (token ids) or ``[B, T, F]`` (values) and thei
 :class:`ManyToOne` puts a linear head on the summary (a classifier, or a regressor with one
 output), :class:`ManyToMany` on every state (a tagger). States past a sequence's length are
 padding: the recurrent ones are zero, and no valid step attends to them.
+
+Mixed precision: every module has a ``dtype``, the compute dtype of its matrix products
+(parameters stay float32). Encoder states and summaries are float32 (the recurrent carries,
+the Transformer's residual stream and final LayerNorm), and so are the heads' outputs.
 """
 
 import math
@@ -24,6 +28,7 @@ from seqjax.attention import HeadsProjection, MergeHeadsProjection, multi_head_a
 from seqjax.cells import get_cell
 from seqjax.models.transformer_lm import INIT_STD, MLP
 from seqjax.positional import LearnedPositionalEmbedding, sinusoidal_features
+from seqjax.precision import compute_dtype, model_dtype_name
 from seqjax.recurrent_modules import Bidirectional, Recurrent
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
@@ -38,11 +43,13 @@ class InputEmbedding(nn.Module):
     vocab_size: int | None
     features: int
     embedding_init: nn.initializers.Initializer = nn.linear.default_embed_init
+    dtype: Any = jnp.float32  # of the values' projection; the result is float32
 
     @nn.compact
     def __call__(self, inputs):
         if self.vocab_size is None:
-            return nn.Dense(self.features, name="project")(inputs)
+            projected = nn.Dense(self.features, dtype=self.dtype, name="project")(inputs)
+            return projected.astype(jnp.float32)
         return nn.Embed(
             self.vocab_size, self.features, embedding_init=self.embedding_init, name="embed"
         )(inputs)
@@ -65,22 +72,24 @@ class RecurrentEncoder(nn.Module):
     direction: str = "forward"
     full_length: bool = False
     mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
         output = get_cell(self.cell).output
-        states = InputEmbedding(self.vocab_size, self.embed_size, name="input")(inputs)
+        states = InputEmbedding(self.vocab_size, self.embed_size, dtype=self.dtype,
+                                name="input")(inputs)
         for index in range(self.num_layers):
             if self.direction == "bidirectional":
                 (forward, backward), states = Bidirectional(
-                    self.cell, self.hidden_size, name=f"layer_{index}"
+                    self.cell, self.hidden_size, dtype=self.dtype, name=f"layer_{index}"
                 )(states, seq_lengths=lengths)
                 summary = jnp.concatenate([output(forward), output(backward)], axis=-1)
             else:
                 fused = self.full_length and self.direction == "forward"
                 carry, states = Recurrent(
                     self.cell, self.hidden_size, reverse=self.direction == "backward",
-                    fused=fused, mesh=self.mesh, name=f"layer_{index}",
+                    fused=fused, mesh=self.mesh, dtype=self.dtype, name=f"layer_{index}",
                 )(states, seq_lengths=None if fused else lengths)
                 summary = output(carry)
         return states, summary
@@ -105,14 +114,16 @@ class MultiHeadAttention(nn.Module):
     causal: bool = False
     dropout: float = 0.0
     output_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, memory, mask=None, *, deterministic=True):
-        q = HeadsProjection(self.num_heads, name="query")(x)
-        k = HeadsProjection(self.num_heads, name="key")(memory)
-        v = HeadsProjection(self.num_heads, name="value")(memory)
+        q = HeadsProjection(self.num_heads, dtype=self.dtype, name="query")(x)
+        k = HeadsProjection(self.num_heads, dtype=self.dtype, name="key")(memory)
+        v = HeadsProjection(self.num_heads, dtype=self.dtype, name="value")(memory)
         heads = multi_head_attention(q, k, v, causal=self.causal, mask=mask)
-        out = MergeHeadsProjection(kernel_init=self.output_init, name="output")(heads)
+        out = MergeHeadsProjection(kernel_init=self.output_init, dtype=self.dtype,
+                                   name="output")(heads)
         return nn.Dropout(self.dropout)(out, deterministic=deterministic)
 
 
@@ -123,15 +134,18 @@ class EncoderBlock(nn.Module):
     mlp_ratio: int = 4
     dropout: float = 0.0
     residual_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
+    dtype: Any = jnp.float32  # of the branches; the residual stream ``x`` stays float32
 
     @nn.compact
     def __call__(self, x, mask, *, deterministic=True):
-        normed = nn.LayerNorm(epsilon=1e-5, name="attention_norm")(x)
+        normed = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name="attention_norm")(x)
         x = x + MultiHeadAttention(
-            self.num_heads, dropout=self.dropout, output_init=self.residual_init, name="attention"
+            self.num_heads, dropout=self.dropout, output_init=self.residual_init,
+            dtype=self.dtype, name="attention",
         )(normed, normed, mask, deterministic=deterministic)
-        normed = nn.LayerNorm(epsilon=1e-5, name="mlp_norm")(x)
-        mlp = MLP(self.mlp_ratio, self.dropout, output_init=self.residual_init, name="mlp")
+        normed = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name="mlp_norm")(x)
+        mlp = MLP(self.mlp_ratio, self.dropout, output_init=self.residual_init, dtype=self.dtype,
+                  name="mlp")
         return x + mlp(normed, deterministic=deterministic)
 
 
@@ -143,11 +157,12 @@ class PositionalInput(nn.Module):
     max_length: int
     positional: str = "learned"
     dropout: float = 0.0
+    dtype: Any = jnp.float32  # of a values' projection; the embedding is float32
 
     @nn.compact
     def __call__(self, inputs, *, deterministic=True):
         normal = nn.initializers.normal(INIT_STD)
-        x = InputEmbedding(self.vocab_size, self.width, normal, name="input")(inputs)
+        x = InputEmbedding(self.vocab_size, self.width, normal, self.dtype, name="input")(inputs)
         positions = jnp.arange(x.shape[1])
         if self.positional == "learned":
             x = x + LearnedPositionalEmbedding(self.max_length, self.width, name="position")(positions)
@@ -184,18 +199,20 @@ class TransformerEncoder(nn.Module):
     dropout: float = 0.0
     positional: str = "learned"
     pooling: str = "mean"
+    dtype: Any = jnp.float32  # of the blocks' products; states and summary are float32
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
         x = PositionalInput(
             self.vocab_size, self.width, self.max_length, self.positional, self.dropout,
-            name="embedding",
+            self.dtype, name="embedding",
         )(inputs, deterministic=deterministic)
         mask = key_padding_mask(lengths, x.shape[1])
         residual_init = nn.initializers.normal(INIT_STD / math.sqrt(2 * self.num_layers))
         for index in range(self.num_layers):
             x = EncoderBlock(
-                self.num_heads, self.mlp_ratio, self.dropout, residual_init, name=f"block_{index}"
+                self.num_heads, self.mlp_ratio, self.dropout, residual_init, self.dtype,
+                name=f"block_{index}",
             )(x, mask, deterministic=deterministic)
         states = nn.LayerNorm(epsilon=1e-5, name="final_norm")(x)
         return states, pool(states, lengths, self.pooling)
@@ -206,11 +223,12 @@ class ManyToOne(nn.Module):
 
     encoder: nn.Module
     output_size: int
+    dtype: Any = jnp.float32  # of the head's product; its output is float32
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
         _, summary = self.encoder(inputs, lengths, deterministic=deterministic)
-        return nn.Dense(self.output_size, name="head")(summary)
+        return nn.Dense(self.output_size, dtype=self.dtype, name="head")(summary).astype(jnp.float32)
 
 
 class ManyToMany(nn.Module):
@@ -218,11 +236,12 @@ class ManyToMany(nn.Module):
 
     encoder: nn.Module
     output_size: int
+    dtype: Any = jnp.float32  # of the head's product; its output is float32
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
         states, _ = self.encoder(inputs, lengths, deterministic=deterministic)
-        return nn.Dense(self.output_size, name="head")(states)
+        return nn.Dense(self.output_size, dtype=self.dtype, name="head")(states).astype(jnp.float32)
 
 
 def encoder_from_config(model_config, vocab_size, max_length, full_length=False, mesh=None):
@@ -232,17 +251,18 @@ def encoder_from_config(model_config, vocab_size, max_length, full_length=False,
     ``full_length``: every sequence is ``max_length`` long (recurrent encoders then run fused,
     their batch split over ``mesh`` when one is given).
     """
+    dtype = compute_dtype(model_dtype_name(model_config))
     if model_config.kind == "transformer":
         return TransformerEncoder(
             width=model_config.hidden_size, num_layers=model_config.num_layers,
             num_heads=model_config.num_heads, max_length=max_length, vocab_size=vocab_size,
             mlp_ratio=model_config.mlp_ratio, dropout=model_config.dropout,
-            positional=model_config.positional, pooling=model_config.pooling,
+            positional=model_config.positional, pooling=model_config.pooling, dtype=dtype,
         )
     return RecurrentEncoder(
         cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=vocab_size,
         embed_size=model_config.embed_size, num_layers=model_config.num_layers,
-        direction=model_config.direction, full_length=full_length, mesh=mesh,
+        direction=model_config.direction, full_length=full_length, mesh=mesh, dtype=dtype,
     )
 
 
@@ -253,4 +273,5 @@ def sequence_model_from_config(model_config, task, mesh=None):
     encoder = encoder_from_config(model_config, vocab_size, task.max_input_length,
                                   task.full_length, mesh)
     head = ManyToMany if task.kind == "tagging" else ManyToOne
-    return head(encoder=encoder, output_size=task.num_outputs)
+    return head(encoder=encoder, output_size=task.num_outputs,
+                dtype=compute_dtype(model_dtype_name(model_config)))

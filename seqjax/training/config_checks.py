@@ -8,7 +8,7 @@ from seqjax.errors import ConfigError
 from seqjax.models import MODEL_KINDS
 from seqjax.models.seq2seq import ATTENTIONS
 from seqjax.models.sequence_heads import DIRECTIONS, ENCODER_POSITIONALS, POOLINGS
-from seqjax.precision import COMPUTE_DTYPES, DEFAULT_COMPUTE_DTYPE, model_dtype_name
+from seqjax.precision import COMPUTE_DTYPES, model_dtype_name
 
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
 LM_POSITIVE_INTS = POSITIVE_INTS + ("seq_len",)
@@ -55,20 +55,12 @@ def check_config(config):
         raise ConfigError("config.data.stream_reset_probability must be in [0, 1], got "
                           f"{config.data.stream_reset_probability!r}")
     _check_dropout(config)
-    _check_dtype(config, ("transformer",), "language models")
+    _check_dtype(config)
 
 
-def _check_dtype(config, supported_kinds, run_kind):
-    """``model.dtype`` (optional, float32 by default) names a compute dtype that this model
-    kind runs in (mixed precision covers Transformer language models so far)."""
-    dtype = model_dtype_name(config.model)
-    _check_choice(dtype, tuple(COMPUTE_DTYPES), "model.dtype")
-    if dtype != DEFAULT_COMPUTE_DTYPE and config.model.kind not in supported_kinds:
-        raise ConfigError(
-            f"config.model.dtype={dtype!r} is not implemented for {config.model.kind} "
-            f"{run_kind} yet (mixed precision covers Transformer language models so far): set "
-            "config.model.dtype='float32'"
-        )
+def _check_dtype(config):
+    """``model.dtype`` (optional, float32 by default) names a compute dtype."""
+    _check_choice(model_dtype_name(config.model), tuple(COMPUTE_DTYPES), "model.dtype")
 
 
 def _check_choice(value, choices, key):
@@ -105,7 +97,7 @@ def check_task_config(config, task):
             "with config.model.direction=forward"
         )
     _check_dropout(config)
-    _check_dtype(config, (), "sequence-task models")
+    _check_dtype(config)
     if config.eval_beam_size < 0:
         raise ConfigError(f"config.eval_beam_size must be >= 0 (0 = greedy only), got "
                           f"{config.eval_beam_size!r}")

@@ -58,6 +58,7 @@ def task_model(preset):
     model.positional = "learned"  # Transformer positions: learned | sinusoidal
     model.pooling = "mean"  # Transformer many-to-one summary: mean | max | last valid step
     model.dropout = 0.0  # Transformer dropout on embeddings, attention and MLP outputs
+    model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     return model
 
 
