@@ -35,6 +35,7 @@ from experiments.benchmarks.environment import torch_device
 from experiments.benchmarks.timing import Candidate, torch_candidates
 from seqjax.cells import get_cell
 from seqjax.fused_recurrence import fused_unroll
+from seqjax.precision import einsum
 from seqjax.recurrence import unroll
 from seqjax.recurrent_modules import computing_in
 
@@ -145,8 +146,8 @@ def _seqjax_loss(recurrence, cell, dtype, params, inputs, targets):
     xs = params["embed"][inputs]
     carry = get_cell(cell).initial_carry(params["cell"], (inputs.shape[0],))
     _, hs = recurrence(params["cell"], xs, carry)
-    logits = (hs.astype(dtype) @ params["dense"]["W"].astype(dtype)).astype(jnp.float32)
-    return _cross_entropy(logits + params["dense"]["b"], targets)
+    logits = einsum("bth,hv->btv", hs, params["dense"]["W"], dtype) + params["dense"]["b"]
+    return _cross_entropy(logits, targets)
 
 
 def seqjax_fused(cell, shape, data, *, unroll_steps=1, hoist_input_projection=None, gradient_chunk=16,
