@@ -132,7 +132,7 @@ def main(argv=None):
           f"load {environment['load_average']}", file=sys.stderr)
     settings = {"model": {**MODEL, "context_length": args.context_length},
                 "batch_size": 1, "prompt_length": 1, "decoding": "greedy",
-                "refill_length": args.refill_length or args.context_length // 2,
+                "refill_length": model.checked_refill_length(args.refill_length),
                 "repeats": args.repeats, "warmup": args.warmup}
     report = Report(args.out, "decode_speed", environment, settings)
     for n in args.num_tokens:
