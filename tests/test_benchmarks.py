@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.benchmarks import recurrent, transformer
+from experiments.benchmarks import compile_time, recurrent, transformer
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
@@ -146,3 +146,25 @@ def test_quick_recurrent_benchmark_in_bfloat16_runs_every_peer(tmp_path):
     assert set(row["results"]) == {"seqjax", *report["settings"]["peers"]}
     with pytest.raises(SystemExit):
         recurrent.parse_args(["--baseline", "HEAD", "--dtype", "bfloat16"])
+
+
+def test_compile_time_profile_splits_the_first_call_and_records_a_failing_variant(tmp_path, capsys):
+    out = tmp_path / "compile_time.json"
+    compile_time.main(["--models", "gru:2x3x4x5", "--contenders", "seqjax", "--top", "5",
+                       "--variants", ",--xla_no_such_flag=1", "--repeats", "2", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["settings"]["compilation_cache"] is False
+    measured, failed = report["rows"]
+    assert measured["variant"] == "" and min(measured["trace_s"], measured["lower_s"], measured["compile_s"]) > 0
+    assert len(measured["total_s_runs"]) == 2 and measured["total_s"] == measured["total_s_runs"][0]
+    assert measured["total_s"] == pytest.approx(measured["trace_s"] + measured["lower_s"] + measured["compile_s"])
+    assert measured["hlo"]["while"] >= 2 and measured["hlo"]["instructions"] > measured["hlo"]["fusion"] > 0
+    by_self, by_inclusive = measured["compiler_scopes"]["self"], measured["compiler_scopes"]["inclusive"]
+    assert 0 < len(by_self) <= 5 and 0 < len(by_inclusive) <= 5
+    assert all(0 <= s["self_ms"] <= s["inclusive_ms"] and not s["scope"].startswith("$") for s in by_self)
+    assert [s["self_ms"] for s in by_self] == sorted((s["self_ms"] for s in by_self), reverse=True)
+    assert by_inclusive[0]["inclusive_ms"] <= 1e3 * measured["compile_s"]
+    assert any(s["self_ms"] is not None and s["self_ms"] < 0.5 * s["inclusive_ms"] for s in by_inclusive)
+    assert "xla_no_such_flag" in failed["error"] and failed["variant"] == "--xla_no_such_flag=1"
+    table = capsys.readouterr().out
+    assert "| gru:2x3x4x5 | seqjax | train | default |" in table and "error: " in table

@@ -120,8 +120,10 @@ def _jax_candidates(name, loss_fn, params, data, mesh=None):
     forward_loss = jax.jit(loss_fn)
     forward_params = jax.tree.map(jnp.copy, params)  # the training step donates its own copy
     return {
-        "train": Candidate(name, train),
-        "forward": Candidate(name, lambda: forward_loss(forward_params, inputs, targets)),
+        "train": Candidate(name, train, trace=lambda: train_step.trace(
+            state["params"], state["opt_state"], inputs, targets)),
+        "forward": Candidate(name, lambda: forward_loss(forward_params, inputs, targets),
+                             trace=lambda: forward_loss.trace(forward_params, inputs, targets)),
     }
 
 

@@ -24,11 +24,16 @@ import jax
 
 @dataclasses.dataclass
 class Candidate:
-    """One implementation under test: ``run()`` does one unit of work, ``sync(result)`` waits."""
+    """One implementation under test: ``run()`` does one unit of work, ``sync(result)`` waits.
+
+    ``trace()``, for a JAX candidate, returns the program of its first call traced but not yet
+    compiled (a :class:`jax.stages.Traced`), for the compile-time profile (``compile_time``).
+    """
 
     name: str
     run: Callable[[], Any]
     sync: Callable[[Any], Any] = jax.block_until_ready
+    trace: Callable[[], Any] | None = None
 
 
 @dataclasses.dataclass

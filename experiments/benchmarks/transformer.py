@@ -83,8 +83,10 @@ def seqjax_contender(size, data, attention_impl, dtype="float32"):
         logits, _ = model.apply({"params": params}, inputs)
         return mean_cross_entropy(logits, targets)
 
-    return {"train": Candidate("seqjax", train),
-            "forward": Candidate("seqjax", lambda: loss_of(state["train"].params))}
+    return {"train": Candidate("seqjax", train, trace=lambda: step.trace(
+                state["train"], state["diverged_at"], batch)),
+            "forward": Candidate("seqjax", lambda: loss_of(state["train"].params),
+                                 trace=lambda: loss_of.trace(state["train"].params))}
 
 
 def torch_contender(size, data, device, dtype="float32"):
@@ -109,12 +111,18 @@ def torch_contender(size, data, device, dtype="float32"):
                             clip_norm=nanogpt_torch.HPARAMS["grad_clip"])
 
 
+def fixed_batch(size):
+    """``(inputs [B, T], targets [B, T])`` int32 tokens for a size, the targets shifted by one."""
+    *_, batch, length = size
+    tokens = np.random.default_rng(0).integers(0, VOCAB, (batch, length + 1))
+    return tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
+
+
 def benchmark_size(name, modes, device, args):
     """Rows (one per mode) for one model size, the contenders timed alternately."""
     size = SIZES[name]
     num_layers, num_heads, width, batch, length = size
-    tokens = np.random.default_rng(0).integers(0, VOCAB, (batch, length + 1))
-    data = tokens[:, :-1].astype(np.int32), tokens[:, 1:].astype(np.int32)
+    data = fixed_batch(size)
     built = {"seqjax": seqjax_contender(size, data, args.attention_impl, args.dtype)}
     if device is not None:
         built["torch"] = torch_contender(size, data, device, args.dtype)
