@@ -28,7 +28,9 @@ from flax.linen.dtypes import promote_dtype
 
 from seqjax.positional import apply_rotary
 
-IMPLEMENTATIONS = ("reference", "xla", "cudnn", None)
+IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn", None)
+CUDNN_MIN_COMPUTE_CAPABILITY = 8.0  # cuDNN's flash attention: Ampere, Hopper and later
+CUDNN_HEAD_DIMS = range(8, 129, 8)  # head sizes it takes: multiples of 8 up to 128
 
 
 def attend(weights, values):
@@ -82,20 +84,45 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     return attend(attention_weights(q, k, mask), v)
 
 
-def multi_head_attention(q, k, v, *, causal=False, mask=None, implementation="reference"):
-    """Attention per head on the ``[B, T, num_heads, head_dim]`` layout -> ``[B, T_q, N, H]``.
+def cudnn_runs(device, dtype, head_dim, mask=None):
+    """Whether cuDNN's flash attention takes this call: an NVIDIA GPU of compute capability
+    :data:`CUDNN_MIN_COMPUTE_CAPABILITY` or more, 16-bit inputs (bfloat16 or float16), a head
+    size in :data:`CUDNN_HEAD_DIMS`, and no mask beyond causality."""
+    try:
+        capability = float(getattr(device, "compute_capability", None))
+    except (TypeError, ValueError):  # not an NVIDIA GPU
+        return False
+    return (device.platform == "gpu" and capability >= CUDNN_MIN_COMPUTE_CAPABILITY
+            and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_dim in CUDNN_HEAD_DIMS
+            and mask is None)
 
-    ``implementation``: ``"reference"`` (:func:`scaled_dot_product_attention`) or one of
-    :func:`jax.nn.dot_product_attention`'s: ``"xla"``, ``"cudnn"`` (flash attention, GPU
-    only; it takes 16-bit floats, so float32 inputs run in bfloat16 and the output is cast
-    back) or ``None`` (let JAX pick). ``mask`` broadcasts to ``[B, N, T_q, T_k]``;
-    ``causal`` adds :func:`causal_mask`.
-    """
+
+def resolve_implementation(implementation, q, mask=None, device=None):
+    """The implementation a call runs: ``"auto"`` is ``"cudnn"`` where :func:`cudnn_runs` on
+    ``device`` (default: JAX's first device) for ``q: [B, T, N, H]``, else ``"reference"``
+    (so float32 stays on the written-out equation); any other choice is kept."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"unknown attention implementation {implementation!r}: choose one of "
             f"{', '.join(map(repr, IMPLEMENTATIONS))}"
         )
+    if implementation != "auto":
+        return implementation
+    device = jax.devices()[0] if device is None else device
+    return "cudnn" if cudnn_runs(device, q.dtype, q.shape[-1], mask) else "reference"
+
+
+def multi_head_attention(q, k, v, *, causal=False, mask=None, implementation="reference"):
+    """Attention per head on the ``[B, T, num_heads, head_dim]`` layout -> ``[B, T_q, N, H]``.
+
+    ``implementation``: ``"reference"`` (:func:`scaled_dot_product_attention`), ``"auto"``
+    (cuDNN's flash attention where the device and inputs allow it, else the reference; see
+    :func:`resolve_implementation`) or one of :func:`jax.nn.dot_product_attention`'s:
+    ``"xla"``, ``"cudnn"`` (flash attention, GPU only; it takes 16-bit floats, so float32
+    inputs run in bfloat16 and the output is cast back) or ``None`` (JAX's choice, which is
+    ``"xla"``). ``mask`` broadcasts to ``[B, N, T_q, T_k]``; ``causal`` adds :func:`causal_mask`.
+    """
+    implementation = resolve_implementation(implementation, q, mask)
     if implementation != "reference":
         dtype = jnp.bfloat16 if implementation == "cudnn" and q.dtype == jnp.float32 else q.dtype
         out = jax.nn.dot_product_attention(
@@ -223,7 +250,7 @@ class MultiHeadSelfAttention(nn.Module):
     dropout: float = 0.0
     causal: bool = True
     rotary: bool = False
-    implementation: str | None = "reference"
+    implementation: str | None = "auto"
     kernel_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
     output_init: nn.initializers.Initializer = nn.initializers.normal(0.02)
     dtype: Any = jnp.float32

@@ -1,5 +1,7 @@
 """Attention and positional encodings against NumPy float64 references."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ from seqjax.attention import (
     exact_match_weights,
     init_kv_cache,
     multi_head_attention,
+    resolve_implementation,
     scaled_dot_product_attention,
 )
 from seqjax.positional import (
@@ -97,6 +100,26 @@ def test_reference_matches_cudnn_flash_attention():
     fused = multi_head_attention(q, k, v, causal=True, implementation="cudnn")
     assert fused.dtype == jnp.float32
     np.testing.assert_allclose(reference, fused, atol=3e-2)
+
+
+def test_auto_takes_cudnn_only_where_its_flash_attention_runs():
+    hopper = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
+    q = jnp.zeros((2, 8, 4, 64), jnp.bfloat16)
+
+    def choice(q=q, device=hopper, mask=None):
+        return resolve_implementation("auto", q, mask, device)
+
+    assert choice() == "cudnn" and choice(q.astype(jnp.float16)) == "cudnn"
+    assert choice(q.astype(jnp.float32)) == "reference"  # float32 keeps the exact equation
+    assert choice(jnp.zeros((2, 8, 4, 60), jnp.bfloat16)) == "reference"  # head size
+    assert choice(jnp.zeros((2, 8, 1, 256), jnp.bfloat16)) == "reference"
+    assert choice(mask=jnp.ones((2, 1, 8, 8), bool)) == "reference"
+    assert choice(device=types.SimpleNamespace(platform="gpu", compute_capability="7.0")) == "reference"
+    assert choice(device=types.SimpleNamespace(platform="gpu", compute_capability="gfx90a")) == "reference"
+    assert choice(device=types.SimpleNamespace(platform="cpu")) == "reference"
+    assert resolve_implementation("xla", q, None, hopper) == "xla"
+    if jax.default_backend() == "cpu":
+        assert resolve_implementation("auto", q) == "reference"
 
 
 def test_unknown_implementation_is_an_error():

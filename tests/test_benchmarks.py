@@ -86,6 +86,7 @@ def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path, capsys)
     for row in rows:
         size = (row["num_layers"], row["num_heads"], row["width"], row["batch"], row["length"])
         assert size == transformer.SIZES["tiny"]
+        assert row["attention_runs"] == "reference"  # "auto" in float32 keeps the equation
         assert set(row["results"]) == contenders
         for figures in row["results"].values():
             assert figures["median_s"] > 0 and figures["first_call_s"] > 0
@@ -150,7 +151,7 @@ def test_quick_recurrent_benchmark_in_bfloat16_runs_every_peer(tmp_path):
 
 def test_compile_time_profile_splits_the_first_call_and_records_a_failing_variant(tmp_path, capsys):
     out = tmp_path / "compile_time.json"
-    compile_time.main(["--models", "gru:2x3x4x5", "--contenders", "seqjax", "--top", "5",
+    compile_time.main(["--models", "gru:2x3x4x5", "--contenders", "seqjax", "--top", "8",
                        "--variants", ",--xla_no_such_flag=1", "--repeats", "2", "--out", str(out)])
     report = json.loads(out.read_text())
     assert report["complete"] and report["settings"]["compilation_cache"] is False
@@ -160,10 +161,11 @@ def test_compile_time_profile_splits_the_first_call_and_records_a_failing_varian
     assert measured["total_s"] == pytest.approx(measured["trace_s"] + measured["lower_s"] + measured["compile_s"])
     assert measured["hlo"]["while"] >= 2 and measured["hlo"]["instructions"] > measured["hlo"]["fusion"] > 0
     by_self, by_inclusive = measured["compiler_scopes"]["self"], measured["compiler_scopes"]["inclusive"]
-    assert 0 < len(by_self) <= 5 and 0 < len(by_inclusive) <= 5
+    assert 0 < len(by_self) <= 8 and 0 < len(by_inclusive) <= 8
     assert all(0 <= s["self_ms"] <= s["inclusive_ms"] and not s["scope"].startswith("$") for s in by_self)
     assert [s["self_ms"] for s in by_self] == sorted((s["self_ms"] for s in by_self), reverse=True)
-    assert by_inclusive[0]["inclusive_ms"] <= 1e3 * measured["compile_s"]
+    (whole,) = [s for s in by_inclusive if s["scope"] == "backend_compile_and_load"]  # JAX's own
+    assert whole["self_ms"] is None and 0 < whole["inclusive_ms"] <= 1e3 * measured["compile_s"]
     assert any(s["self_ms"] is not None and s["self_ms"] < 0.5 * s["inclusive_ms"] for s in by_inclusive)
     assert "xla_no_such_flag" in failed["error"] and failed["variant"] == "--xla_no_such_flag=1"
     table = capsys.readouterr().out

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from seqjax.attention import resolve_implementation
 from seqjax.generation import beam_search, generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
 from seqjax.positional import POSITIONAL_KINDS
@@ -235,6 +236,32 @@ def test_xla_attention_model_matches_reference():
                                model.apply(variables, tokens)[0], rtol=1e-4, atol=1e-5)
 
 
+def test_auto_attention_is_cudnn_in_bfloat16_on_a_gpu_and_the_reference_elsewhere():
+    model = tiny_model(width=128, num_heads=2, dtype=jnp.bfloat16)  # head size 64
+    tokens = random_tokens(7, (2, CONTEXT_LENGTH))
+    params = model.init(jax.random.PRNGKey(0), tokens)["params"]
+
+    def loss_and_grads(attention_impl):
+        def loss(params):
+            logits, _ = model.clone(attention_impl=attention_impl).apply({"params": params}, tokens)
+            return jax.nn.logsumexp(logits, axis=-1).mean()
+        program = jax.jit(jax.value_and_grad(loss)).lower(params)
+        return program.compile()(params), "__cudnn$fmha" in program.as_text()
+
+    (auto_loss, auto_grads), auto_calls_cudnn = loss_and_grads("auto")
+    (loss, grads), reference_calls_cudnn = loss_and_grads("reference")
+    assert model.attention_impl == "auto" and not reference_calls_cudnn
+    on_recent_nvidia_gpu = resolve_implementation("auto", jnp.zeros((1, 1, 2, 64), jnp.bfloat16)) == "cudnn"
+    assert auto_calls_cudnn == on_recent_nvidia_gpu
+    if not on_recent_nvidia_gpu:  # the same program
+        np.testing.assert_array_equal(auto_loss, loss)
+        jax.tree.map(np.testing.assert_array_equal, auto_grads, grads)
+        return
+    np.testing.assert_allclose(auto_loss, loss, rtol=2e-2)
+    for auto_grad, grad in zip(jax.tree.leaves(auto_grads), jax.tree.leaves(grads)):
+        assert np.linalg.norm(auto_grad - grad) <= 0.05 * np.linalg.norm(grad) + 1e-6
+
+
 def test_nanogpt_initialisation():
     num_layers = 4
     model = TransformerLM(vocab_size=VOCAB_SIZE, context_length=8, num_layers=num_layers,
@@ -258,7 +285,7 @@ def test_from_config_reads_model_fields():
     model = from_config(config, vocab_size=VOCAB_SIZE, context_length=32)
     assert (model.num_layers, model.num_heads, model.width, model.mlp_ratio) == (3, 2, 16, 2)
     assert (model.dropout, model.use_bias, model.tie_weights) == (0.1, False, False)
-    assert (model.positional, model.attention_impl) == ("rotary", "reference")
+    assert (model.positional, model.attention_impl) == ("rotary", "auto")
     assert (model.vocab_size, model.context_length) == (VOCAB_SIZE, 32)
     config.kind = "rnn"
     with pytest.raises(ValueError, match="transformer"):

@@ -58,7 +58,7 @@ def build_candidate(model, contender, mode, dtype):
     kind, _, detail = model.partition(":")
     if kind == "gpt":
         size = transformer.SIZES[detail]
-        return transformer.seqjax_contender(size, transformer.fixed_batch(size), "reference", dtype)[mode]
+        return transformer.seqjax_contender(size, transformer.fixed_batch(size), "auto", dtype)[mode]
     shape = parse_shape(detail, contenders.Shape.vocab)
     data = contenders.random_batch(shape)
     return RECURRENT_CONTENDERS[contender](kind, shape, data, dtype=jnp.dtype(dtype))[mode]

@@ -39,6 +39,7 @@ from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating, torch_candidates
 from experiments.configs import nanogpt_cpu
 from experiments.freed_memory import keep_freed_memory
+from seqjax.attention import resolve_implementation
 from seqjax.losses import mean_cross_entropy
 from seqjax.models import build_model
 from seqjax.training.language_modeling import language_model_loss
@@ -123,6 +124,8 @@ def benchmark_size(name, modes, device, args):
     size = SIZES[name]
     num_layers, num_heads, width, batch, length = size
     data = fixed_batch(size)
+    attention_runs = resolve_implementation(
+        args.attention_impl, jnp.zeros((1, 1, num_heads, width // num_heads), args.dtype))
     built = {"seqjax": seqjax_contender(size, data, args.attention_impl, args.dtype)}
     if device is not None:
         built["torch"] = torch_contender(size, data, device, args.dtype)
@@ -135,6 +138,7 @@ def benchmark_size(name, modes, device, args):
         ratios = {"torch": timings["torch"].median_s / timings["seqjax"].median_s} if device else {}
         rows.append({"size": name, "num_layers": num_layers, "num_heads": num_heads,
                      "width": width, "batch": batch, "length": length, "mode": mode,
+                     "attention_runs": attention_runs,
                      "results": results, "ratios": ratios})
         print(f"  {name} {mode}: " + ", ".join(
             f"{contender} {timing.median_s * 1e3:.1f} ms (first call {timing.first_call_s:.1f} s)"
@@ -167,8 +171,9 @@ def parse_args(argv):
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: train,forward")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 10; quick 2)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls after the first (default 2)")
-    parser.add_argument("--attention-impl", default="reference",
-                        help="seqjax attention: reference, xla, cudnn (bfloat16 on a GPU) or none")
+    parser.add_argument("--attention-impl", default="auto",
+                        help="seqjax attention: auto (cuDNN's flash attention on a recent NVIDIA GPU "
+                             "in bfloat16, else reference), reference, xla, cudnn or none")
     parser.add_argument("--matmul-precision", default="highest", choices=("highest", "tf32"),
                         help="float32 matrix products in both libraries: full float32 (default) or "
                              "TensorFloat-32 on GPUs that have it")

@@ -84,7 +84,7 @@ class TransformerBlock(nn.Module):
     dropout: float = 0.0
     use_bias: bool = True
     rotary: bool = False
-    attention_impl: str | None = "reference"
+    attention_impl: str | None = "auto"
     residual_init: nn.initializers.Initializer = nn.initializers.normal(INIT_STD)
     dtype: Any = jnp.float32  # compute dtype of the branches; the residual stream is float32
 
@@ -114,8 +114,10 @@ class TransformerLM(nn.Module):
     """GPT: ``tokens [B, T] -> (logits [B, T, V], carry)``, causal (logit ``t`` predicts ``t+1``).
 
     ``positional`` is ``"learned" | "sinusoidal" | "rotary"`` (:mod:`seqjax.positional`);
-    ``attention_impl`` is one of :data:`seqjax.attention.IMPLEMENTATIONS`; ``dtype`` is the
-    compute dtype (mixed precision, see the module docstring).
+    ``attention_impl`` is one of :data:`seqjax.attention.IMPLEMENTATIONS`; the default,
+    ``"auto"``, takes cuDNN's flash attention on a recent NVIDIA GPU in bfloat16 and the
+    written-out equation elsewhere (:func:`seqjax.attention.resolve_implementation`). ``dtype``
+    is the compute dtype (mixed precision, see the module docstring).
     """
 
     vocab_size: int
@@ -128,7 +130,7 @@ class TransformerLM(nn.Module):
     use_bias: bool = True
     tie_weights: bool = True
     positional: str = "learned"
-    attention_impl: str | None = "reference"
+    attention_impl: str | None = "auto"
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -320,7 +322,7 @@ def from_config(model_config, vocab_size, context_length):
     """A :class:`TransformerLM` from the ``model`` ConfigDict (``kind == "transformer"``).
 
     Reads ``num_layers, num_heads, width, mlp_ratio, dropout, use_bias, tie_weights,
-    positional`` and, if present, ``attention_impl`` (default ``"reference"``) and ``dtype``
+    positional`` and, if present, ``attention_impl`` (default ``"auto"``) and ``dtype``
     (default ``"float32"``, see :func:`seqjax.precision.compute_dtype`).
     """
     if model_config.kind != "transformer":
@@ -339,6 +341,6 @@ def from_config(model_config, vocab_size, context_length):
         use_bias=model_config.use_bias,
         tie_weights=model_config.tie_weights,
         positional=model_config.positional,
-        attention_impl=model_config.get("attention_impl", "reference"),
+        attention_impl=model_config.get("attention_impl", "auto"),
         dtype=compute_dtype(model_dtype_name(model_config)),
     )
