@@ -97,9 +97,15 @@ def cudnn_runs(device, dtype, head_dim, mask=None):
             and mask is None)
 
 
+def default_gpu():
+    """JAX's first device where its default backend is a GPU, else None."""
+    device = jax.devices()[0]
+    return device if device.platform == "gpu" else None
+
+
 def resolve_implementation(implementation, q, mask=None, device=None):
-    """The implementation a call runs: ``"auto"`` is ``"cudnn"`` where :func:`cudnn_runs` on
-    ``device`` (default: JAX's first device) for ``q: [B, T, N, H]``, else ``"reference"``
+    """The implementation a call asks for: ``"auto"`` is ``"cudnn"`` where :func:`cudnn_runs`
+    on ``device`` (default: :func:`default_gpu`) for ``q: [B, T, N, H]``, else ``"reference"``
     (so float32 stays on the written-out equation); any other choice is kept."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
@@ -108,33 +114,48 @@ def resolve_implementation(implementation, q, mask=None, device=None):
         )
     if implementation != "auto":
         return implementation
-    device = jax.devices()[0] if device is None else device
-    return "cudnn" if cudnn_runs(device, q.dtype, q.shape[-1], mask) else "reference"
+    device = default_gpu() if device is None else device
+    usable = device is not None and cudnn_runs(device, q.dtype, q.shape[-1], mask)
+    return "cudnn" if usable else "reference"
 
 
 def multi_head_attention(q, k, v, *, causal=False, mask=None, implementation="reference"):
     """Attention per head on the ``[B, T, num_heads, head_dim]`` layout -> ``[B, T_q, N, H]``.
 
     ``implementation``: ``"reference"`` (:func:`scaled_dot_product_attention`), ``"auto"``
-    (cuDNN's flash attention where the device and inputs allow it, else the reference; see
-    :func:`resolve_implementation`) or one of :func:`jax.nn.dot_product_attention`'s:
+    (cuDNN's flash attention where :func:`resolve_implementation` allows it and the program is
+    lowered for an NVIDIA GPU, else the reference) or one of :func:`jax.nn.dot_product_attention`'s:
     ``"xla"``, ``"cudnn"`` (flash attention, GPU only; it takes 16-bit floats, so float32
     inputs run in bfloat16 and the output is cast back) or ``None`` (JAX's choice, which is
     ``"xla"``). ``mask`` broadcasts to ``[B, N, T_q, T_k]``; ``causal`` adds :func:`causal_mask`.
     """
-    implementation = resolve_implementation(implementation, q, mask)
-    if implementation != "reference":
-        dtype = jnp.bfloat16 if implementation == "cudnn" and q.dtype == jnp.float32 else q.dtype
-        out = jax.nn.dot_product_attention(
-            q.astype(dtype), k.astype(dtype), v.astype(dtype), mask=mask, is_causal=causal,
-            implementation=implementation,
-        )
-        return out.astype(q.dtype)
+    chosen = resolve_implementation(implementation, q, mask)
+    reference = partial(_reference_attention, causal=causal, mask=mask)
+    if chosen == "reference":
+        return reference(q, k, v)
+    fused = partial(_fused_attention, causal=causal, mask=mask, implementation=chosen)
+    if implementation == "auto":  # a CPU program on a GPU machine (jax.default_device) too
+        return jax.lax.platform_dependent(q, k, v, cuda=fused, default=reference)
+    return fused(q, k, v)
+
+
+def _reference_attention(q, k, v, *, causal, mask):
+    """:func:`scaled_dot_product_attention` per head, ``causal`` joined to ``mask``."""
     if causal:
         causal_part = causal_mask(q.shape[1], k.shape[1])
         mask = causal_part if mask is None else jnp.logical_and(mask, causal_part)
     swap = _swap_time_and_heads
     return swap(scaled_dot_product_attention(swap(q), swap(k), swap(v), mask))
+
+
+def _fused_attention(q, k, v, *, causal, mask, implementation):
+    """:func:`jax.nn.dot_product_attention`; cuDNN's kernel gets float32 inputs as bfloat16."""
+    dtype = jnp.bfloat16 if implementation == "cudnn" and q.dtype == jnp.float32 else q.dtype
+    out = jax.nn.dot_product_attention(
+        q.astype(dtype), k.astype(dtype), v.astype(dtype), mask=mask, is_causal=causal,
+        implementation=implementation,
+    )
+    return out.astype(q.dtype)
 
 
 def _swap_time_and_heads(x):

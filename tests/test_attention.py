@@ -122,6 +122,22 @@ def test_auto_takes_cudnn_only_where_its_flash_attention_runs():
         assert resolve_implementation("auto", q) == "reference"
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="lowers for the CPU beside a (pretend) GPU")
+def test_auto_lowered_for_a_cpu_runs_the_reference_even_where_a_gpu_is_there(monkeypatch):
+    from seqjax import attention
+
+    hopper = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
+    monkeypatch.setattr(attention, "default_gpu", lambda: hopper)
+    monkeypatch.setattr(attention, "_fused_attention",  # stands in for cuDNN's kernel
+                        lambda q, k, v, **_: jnp.full(q.shape, jnp.nan, q.dtype))
+    q, k, v = (random_normal(i, (2, 8, 2, 64)).astype(jnp.bfloat16) for i in range(3))
+    reference = multi_head_attention(q, k, v, causal=True)
+    np.testing.assert_array_equal(multi_head_attention(q, k, v, causal=True, implementation="auto"),
+                                  reference)
+    assert np.isnan(np.asarray(multi_head_attention(q, k, v, causal=True, implementation="cudnn"),
+                               np.float32)).all()
+
+
 def test_unknown_implementation_is_an_error():
     q = jnp.zeros((1, 2, 1, 4))
     with pytest.raises(ValueError, match="implementation"):

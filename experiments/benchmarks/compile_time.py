@@ -5,25 +5,29 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.compile_time              # LSTM, GRU, Elman (H=256), nanoGPT-CPU GPT
     python -m experiments.benchmarks.compile_time --quick      # tiny smoke run
     python -m experiments.benchmarks.compile_time --models lstm:32x128x64x256 --contenders seqjax,flax
-    python -m experiments.benchmarks.compile_time --variants ",--xla_gpu_autotune_level=0"  # XLA flags A/B
+    python -m experiments.benchmarks.compile_time --variants ";--xla_gpu_autotune_level=0"  # XLA flags A/B
 
-Models are ``CELL:BxTxIxH`` (the recurrent benchmark's model, contenders ``seqjax``, ``scan``,
-``flax``; see :mod:`recurrent_contenders`) or ``gpt:SIZE`` (the Transformer benchmark's model at
-one of its sizes; seqjax only). Each (model, contender, mode, variant) is measured in a fresh
-Python process (``--repeats`` of them, the median kept), so that nothing compiled before is
-reused (the on-disk cache is off) and a variant's ``XLA_FLAGS`` take effect. That process builds the jitted step and times, in order:
+Models are ``CELL:BxTxIxH`` (the recurrent benchmark's model and contenders ``seqjax``, ``scan``,
+``flax``, built as :mod:`recurrent` builds them) or ``gpt:SIZE`` (the Transformer benchmark's
+model at one of its sizes; seqjax only). Each (model, contender, mode, variant) is measured in a
+fresh Python process (``--repeats`` of them; the row is the median one, the lower middle for an
+even count), so that nothing compiled before is reused (the on-disk cache is off) and a
+variant's ``XLA_FLAGS`` take effect. This process never starts a JAX backend itself, so that
+every child can own the accelerator. A child builds the jitted step and times, in order:
 
 - ``trace``: ``jax.jit(step).trace(...)``, Python running the model into a jaxpr (autodiff included);
 - ``lower``: ``.lower()``, the jaxpr to StableHLO;
 - ``compile``: ``.compile()``, XLA: its HLO passes, code generation and, on a GPU, the autotuning
-  of matrix products. It runs under :mod:`jax.profiler`, and XLA's named scopes (its TraceMe
-  events: passes, emitters, autotuners, LLVM/PTX compilers) give the breakdown, as *self* time
-  (a scope's time less the scopes nested in it, summed over every thread, so work that XLA
-  runs on several threads at once can add up to more than the wall time).
+  of matrix products. It runs under :mod:`jax.profiler` (``--no-profile``: alone), and XLA's
+  named scopes (its TraceMe events: passes, emitters, autotuners, LLVM/PTX compilers) give the
+  breakdown, as *self* time: a scope's time less the scopes nested in it on its thread, summed
+  over threads, so work that XLA runs on several threads at once can add up to more than the
+  wall time. :data:`WAITING_SCOPES` are XLA:CPU's scopes that only wait for other threads; on
+  another backend a waiting scope may still be counted, so read the inclusive list beside it.
 
-Their sum is the first call's cost, less the few milliseconds of running it. The optimized HLO's
-size (instructions, fusions, loops) is recorded beside it. Prints a markdown table; writes every
-figure to ``--out`` (JSON).
+``total_s`` is their sum: the first call's cost without running the step once. The optimized
+HLO's size (instructions, fusions, loops, matrix products, custom calls) is recorded beside it.
+Prints a markdown table; writes every figure to ``--out`` (JSON).
 """
 
 import argparse
@@ -37,16 +41,14 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 
+from experiments.benchmarks import recurrent, transformer
 from experiments.benchmarks import recurrent_contenders as contenders
-from experiments.benchmarks import transformer
 from experiments.benchmarks.environment import describe_environment, matmul_precision_for_backend
 from experiments.benchmarks.recurrent import parse_choices, parse_shape
 from experiments.benchmarks.report import Report
 
-RECURRENT_CONTENDERS = {"seqjax": contenders.seqjax_fused, "scan": contenders.seqjax_scan,
-                        "flax": contenders.flax_linen}
+RECURRENT_CONTENDERS = ("seqjax", "scan", "flax")
 DEFAULT_MODELS = "lstm:32x128x64x256,gru:32x128x64x256,elman:32x128x64x256,gpt:nanogpt_cpu"
 QUICK_MODELS = "lstm:2x8x4x8,gpt:tiny"
 MODES = ("train", "forward")
@@ -60,8 +62,8 @@ def build_candidate(model, contender, mode, dtype):
         size = transformer.SIZES[detail]
         return transformer.seqjax_contender(size, transformer.fixed_batch(size), "auto", dtype)[mode]
     shape = parse_shape(detail, contenders.Shape.vocab)
-    data = contenders.random_batch(shape)
-    return RECURRENT_CONTENDERS[contender](kind, shape, data, dtype=jnp.dtype(dtype))[mode]
+    settings = recurrent.parse_args(["--dtype", dtype])  # the recurrent benchmark's defaults
+    return recurrent.build(contender, kind, shape, contenders.random_batch(shape), settings)[mode]
 
 
 # Scopes whose thread waits for others, left out of the self times so that no work counts twice:
@@ -116,11 +118,12 @@ def scope_times(log_dir, top):
 
 
 def hlo_size(compiled_text):
-    """Instruction counts of an optimized HLO module: all, fusions, while loops, dots, custom
-    calls, and ``distinct_dots``, the dots that differ in operand shapes or dimensions (on a
-    GPU, each is a matrix product XLA may autotune)."""
+    """Instruction counts of an optimized HLO module: all, fusions, while loops, dots (and
+    ``distinct_dots``, those that differ in operand shapes or dimensions), custom calls by
+    target, and Triton GEMM fusions. On a CPU the matrix products stay dots; on a GPU XLA turns
+    them into cuBLAS custom calls (``__cublas$gemm``) or Triton GEMM fusions, which it autotunes."""
     instruction = r"^\s*(?:ROOT\s+)?%?(\S+)\s=\s(.*?)\s([a-z][\w-]*)\(([^)]*)\)(.*)$"
-    shapes, opcodes, dots = {}, collections.Counter(), set()
+    shapes, opcodes, dots, targets = {}, collections.Counter(), set(), collections.Counter()
     for name, result, opcode, operands, attributes in re.findall(instruction, compiled_text, re.M):
         shapes[name] = result.split("{")[0]
         opcodes[opcode] += 1
@@ -128,27 +131,33 @@ def hlo_size(compiled_text):
             operand_shapes = tuple(shapes.get(o.strip().lstrip("%"), "?") for o in operands.split(","))
             dimensions = re.sub(r", metadata=\{.*", "", attributes)
             dots.add((shapes[name], operand_shapes, dimensions))
+        if opcode == "custom-call":
+            targets.update(re.findall(r'custom_call_target="([^"]+)"', attributes))
     return {"instructions": sum(opcodes.values()), "fusion": opcodes["fusion"],
             "while": opcodes["while"], "dot": opcodes["dot"], "distinct_dots": len(dots),
-            "custom-call": opcodes["custom-call"]}
+            "custom-call": opcodes["custom-call"], "custom_call_targets": dict(targets),
+            "triton_gemm_fusions": len(re.findall(r'"kind":"__triton_gemm"', compiled_text))}
 
 
-def measure(candidate, top):
-    """Seconds to trace, lower and compile ``candidate``'s program, and what the compiler did."""
+def measure(candidate, top, profile=True):
+    """Seconds to trace, lower and compile ``candidate``'s program, and what the compiler did
+    (``profile``: XLA's scopes during the compilation)."""
     start = time.perf_counter()
     traced = candidate.trace()
     traced_at = time.perf_counter()
     lowered = traced.lower()
     lowered_at = time.perf_counter()
-    options = jax.profiler.ProfileOptions()
-    options.python_tracer_level = 0
     with tempfile.TemporaryDirectory() as log_dir:
-        jax.profiler.start_trace(log_dir, profiler_options=options)
+        if profile:
+            options = jax.profiler.ProfileOptions()
+            options.python_tracer_level = 0
+            jax.profiler.start_trace(log_dir, profiler_options=options)
         compile_start = time.perf_counter()
         compiled = lowered.compile()
         compile_s = time.perf_counter() - compile_start
-        jax.profiler.stop_trace()
-        scopes = scope_times(log_dir, top)
+        if profile:
+            jax.profiler.stop_trace()
+        scopes = scope_times(log_dir, top) if profile else None
     return {"trace_s": traced_at - start, "lower_s": lowered_at - traced_at, "compile_s": compile_s,
             "total_s": traced_at - start + lowered_at - traced_at + compile_s,
             "hlo": hlo_size(compiled.as_text()), "compiler_scopes": scopes}
@@ -159,7 +168,8 @@ def child_main(spec):
     jax.config.update("jax_enable_compilation_cache", False)
     matmul_precision_for_backend(spec["matmul_precision"])
     candidate = build_candidate(spec["model"], spec["contender"], spec["mode"], spec["dtype"])
-    print(json.dumps(measure(candidate, spec["top"])))
+    measured = measure(candidate, spec["top"], spec["profile"])
+    print(json.dumps({**measured, "environment": describe_environment()}))
 
 
 def measure_in_fresh_process(spec, variant, timeout_s):
@@ -171,20 +181,24 @@ def measure_in_fresh_process(spec, variant, timeout_s):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"error": f"not done after {timeout_s} s"}
+    last_words = " / ".join(done.stderr.strip().splitlines()[-3:]) or f"exit status {done.returncode}"
     if done.returncode:
-        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
-        return {"error": lines[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return {"error": last_words}
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"no measurement printed: {last_words}"}
 
 
 def median_of_fresh_processes(spec, variant, repeats, timeout_s):
-    """The measurement with the median first-call time of ``repeats`` fresh processes, with
-    every process's ``total_s`` in ``total_s_runs`` (or the first failure)."""
+    """The measurement with the median ``total_s`` of ``repeats`` fresh processes (the lower
+    middle one for an even count), with every process's ``total_s`` in ``total_s_runs``; or the
+    first failure, with the ``total_s`` of the processes before it."""
     runs = []
     for _ in range(repeats):
         run = measure_in_fresh_process(spec, variant, timeout_s)
         if "error" in run:
-            return run
+            return {**run, "total_s_runs": [earlier["total_s"] for earlier in runs]}
         runs.append(run)
     runs.sort(key=lambda run: run["total_s"])
     return {**runs[(len(runs) - 1) // 2], "total_s_runs": [run["total_s"] for run in runs]}
@@ -197,14 +211,15 @@ def contenders_for(model, chosen):
 def markdown_table(rows):
     """Seconds per phase, the optimized HLO's size and the three costliest compiler scopes."""
     header = ["model", "contender", "mode", "XLA flags", "trace s", "lower s", "compile s",
-              "first call s", "HLO instr.", "fusions", "top compiler scopes (self ms)"]
+              "total s", "HLO instr.", "fusions", "top compiler scopes (self ms)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         first = [row["model"], row["contender"], row["mode"], row["variant"] or "default"]
         if "error" in row:
             lines.append("| " + " | ".join(first + [f"error: {row['error']}"] + [""] * 6) + " |")
             continue
-        scopes = ", ".join(f"{s['scope']} {s['self_ms']:,.0f}" for s in row["compiler_scopes"]["self"][:3])
+        scopes = ", ".join(f"{s['scope']} {s['self_ms']:,.0f}"
+                           for s in (row["compiler_scopes"] or {"self": []})["self"][:3]) or "-"
         lines.append("| " + " | ".join(first + [
             f"{row['trace_s']:.2f}", f"{row['lower_s']:.2f}", f"{row['compile_s']:.2f}",
             f"{row['total_s']:.2f}", f"{row['hlo']['instructions']:,}", f"{row['hlo']['fusion']:,}",
@@ -220,8 +235,11 @@ def parse_args(argv):
                         help="for the recurrent models, from seqjax, scan, flax")
     parser.add_argument("--modes", default="train", help="comma-separated: train,forward")
     parser.add_argument("--variants", default="",
-                        help="comma-separated XLA_FLAGS to compare, each added to the environment's; "
-                             "an empty item is the default (e.g. ',--xla_gpu_autotune_level=0')")
+                        help="XLA_FLAGS settings to compare, separated by ';' (flag values may hold "
+                             "commas), each added to the environment's; an empty item is the "
+                             "default (e.g. ';--xla_gpu_autotune_level=0')")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="time the compilation without the profiler (no scope breakdown)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--matmul-precision", default="highest", choices=("highest", "tf32"))
     parser.add_argument("--repeats", type=int, default=1,
@@ -238,14 +256,16 @@ def parse_args(argv):
             kind, _, detail = model.partition(":")
             if kind == "gpt" and detail not in transformer.SIZES:
                 raise ValueError(f"model {model!r}: choose gpt:SIZE from {', '.join(transformer.SIZES)}")
+            if kind != "gpt" and kind not in recurrent.CELLS:
+                raise ValueError(f"model {model!r}: a model is CELL:BxTxIxH with CELL one of "
+                                 f"{', '.join(recurrent.CELLS)}, or gpt:SIZE")
             if kind != "gpt":
-                parse_choices(kind, ("elman", "lstm", "gru"), "cells")
                 parse_shape(detail, contenders.Shape.vocab)
-        args.contenders = parse_choices(args.contenders, tuple(RECURRENT_CONTENDERS), "contenders")
+        args.contenders = parse_choices(args.contenders, RECURRENT_CONTENDERS, "contenders")
         args.modes = parse_choices(args.modes, MODES, "modes")
     except ValueError as error:
         parser.error(str(error))
-    args.variants = args.variants.split(",")
+    args.variants = [variant.strip() for variant in args.variants.split(";")]
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     return args
@@ -255,18 +275,22 @@ def main(argv=None):
     args = parse_args(argv)
     if args.child:
         return child_main(json.loads(args.child))
-    environment = describe_environment()
     settings = {"dtype": args.dtype, "matmul_precision": args.matmul_precision,
-                "repeats": args.repeats, "compilation_cache": False}
-    report = Report(args.out, "compile_time", environment, settings)
+                "repeats": args.repeats, "profile": args.profile, "compilation_cache": False}
+    report = Report(args.out, "compile_time", {"described_by": "the first measuring process"},
+                    settings)
     for model in args.models:
         for contender in contenders_for(model, args.contenders):
             for mode in args.modes:
                 for variant in args.variants:
                     spec = {"model": model, "contender": contender, "mode": mode, "dtype": args.dtype,
-                            "matmul_precision": args.matmul_precision, "top": args.top}
+                            "matmul_precision": args.matmul_precision, "top": args.top,
+                            "profile": args.profile}
                     row = {**spec, "variant": variant,
                            **median_of_fresh_processes(spec, variant, args.repeats, args.timeout)}
+                    environment = row.pop("environment", None)
+                    if environment and "described_by" in report.content["environment"]:
+                        report.content["environment"] = environment
                     report.add_rows([row])
                     print(f"  {model} {contender} {mode} {variant or 'default'}: "
                           + (row.get("error") or f"{row['total_s']:.2f} s"), file=sys.stderr, flush=True)

@@ -111,19 +111,19 @@ def _jax_candidates(name, loss_fn, params, data, mesh=None):
 
     state = {"params": params, "opt_state": optimizer.init(params)}
 
+    def train_arguments():
+        return state["params"], state["opt_state"], inputs, targets
+
     def train():
-        state["params"], state["opt_state"], loss = train_step(
-            state["params"], state["opt_state"], inputs, targets
-        )
+        state["params"], state["opt_state"], loss = train_step(*train_arguments())
         return state["params"], loss
 
     forward_loss = jax.jit(loss_fn)
-    forward_params = jax.tree.map(jnp.copy, params)  # the training step donates its own copy
+    forward_arguments = (jax.tree.map(jnp.copy, params), inputs, targets)  # train donates its own
     return {
-        "train": Candidate(name, train, trace=lambda: train_step.trace(
-            state["params"], state["opt_state"], inputs, targets)),
-        "forward": Candidate(name, lambda: forward_loss(forward_params, inputs, targets),
-                             trace=lambda: forward_loss.trace(forward_params, inputs, targets)),
+        "train": Candidate(name, train, trace=lambda: train_step.trace(*train_arguments())),
+        "forward": Candidate(name, lambda: forward_loss(*forward_arguments),
+                             trace=lambda: forward_loss.trace(*forward_arguments)),
     }
 
 

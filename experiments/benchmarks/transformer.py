@@ -39,7 +39,6 @@ from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating, torch_candidates
 from experiments.configs import nanogpt_cpu
 from experiments.freed_memory import keep_freed_memory
-from seqjax.attention import resolve_implementation
 from seqjax.losses import mean_cross_entropy
 from seqjax.models import build_model
 from seqjax.training.language_modeling import language_model_loss
@@ -57,6 +56,7 @@ SIZES = {
 DEFAULT_SIZES = {"cpu": "nanogpt_cpu,nanogpt_gpu_b8", "other": "nanogpt_cpu,nanogpt_gpu"}
 MODES = ("train", "forward")
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "transformer.json")
+CUDNN_ATTENTION_CALL = "__cudnn$fmha"  # the custom call of cuDNN's fused attention
 
 
 def seqjax_contender(size, data, attention_impl, dtype="float32"):
@@ -75,8 +75,11 @@ def seqjax_contender(size, data, attention_impl, dtype="float32"):
     loss_fn = functools.partial(language_model_loss, model)
     step = jax.jit(functools.partial(train_step, loss_fn, optimizer, config.seed), donate_argnums=0)
 
+    def train_arguments():
+        return state["train"], state["diverged_at"], batch
+
     def train():
-        state["train"], loss, state["diverged_at"] = step(state["train"], state["diverged_at"], batch)
+        state["train"], loss, state["diverged_at"] = step(*train_arguments())
         return loss
 
     @jax.jit
@@ -84,8 +87,7 @@ def seqjax_contender(size, data, attention_impl, dtype="float32"):
         logits, _ = model.apply({"params": params}, inputs)
         return mean_cross_entropy(logits, targets)
 
-    return {"train": Candidate("seqjax", train, trace=lambda: step.trace(
-                state["train"], state["diverged_at"], batch)),
+    return {"train": Candidate("seqjax", train, trace=lambda: step.trace(*train_arguments())),
             "forward": Candidate("seqjax", lambda: loss_of(state["train"].params),
                                  trace=lambda: loss_of.trace(state["train"].params))}
 
@@ -124,9 +126,9 @@ def benchmark_size(name, modes, device, args):
     size = SIZES[name]
     num_layers, num_heads, width, batch, length = size
     data = fixed_batch(size)
-    attention_runs = resolve_implementation(
-        args.attention_impl, jnp.zeros((1, 1, num_heads, width // num_heads), args.dtype))
     built = {"seqjax": seqjax_contender(size, data, args.attention_impl, args.dtype)}
+    attention_runs = ("cudnn" if CUDNN_ATTENTION_CALL in built["seqjax"]["train"].trace().lower().as_text()
+                      else "not cudnn")
     if device is not None:
         built["torch"] = torch_contender(size, data, device, args.dtype)
     rows = []
