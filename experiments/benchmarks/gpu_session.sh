@@ -5,6 +5,7 @@
 #
 #   bash experiments/benchmarks/gpu_session.sh [RESULTS_DIR] [TAG]
 #   STEPS="transformer_float32" bash experiments/benchmarks/gpu_session.sh   # other steps
+#   REHEARSAL=1 bash experiments/benchmarks/gpu_session.sh /tmp/rehearsal cpu  # tiny sizes, any machine
 #
 # gpu_tests            the GPU-only tests: cuDNN's flash attention against the reference, and the
 #                      automatic choice of it for a bfloat16 Transformer, forward and gradients;
@@ -30,6 +31,10 @@ steps=${STEPS:-gpu_tests compile_time compile_time_flax transformer_bfloat16 rec
 # take 75% of its memory up front, JAX's default.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 mkdir -p "$results"
+lstm=lstm:32x128x64x256 gpt=nanogpt_gpu shape=32x128x64x256 tokens=256,4096 repeats=10
+if [ -n "${REHEARSAL:-}" ]; then  # every command at a toy size, to check the script itself
+  lstm=lstm:2x8x4x8 gpt=tiny shape=2x8x4x8 tokens=16,80 repeats=1
+fi
 
 step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME is in $steps
   local limit=$1 name=$2
@@ -42,17 +47,17 @@ step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME 
 
 step 60 gpu_tests "$python" -m pytest -q -n 2 -p no:cacheprovider tests/test_attention.py \
   tests/test_transformer_lm.py -k "cudnn or auto_attention"
-step 170 compile_time "$python" -m experiments.benchmarks.compile_time --models lstm:32x128x64x256 \
+step 170 compile_time "$python" -m experiments.benchmarks.compile_time --models $lstm \
   --contenders seqjax --variants ";--xla_gpu_autotune_level=0" --top 25 \
   --out "$results/compile_time_$tag.json"
-step 50 compile_time_flax "$python" -m experiments.benchmarks.compile_time --models lstm:32x128x64x256 \
+step 50 compile_time_flax "$python" -m experiments.benchmarks.compile_time --models $lstm \
   --contenders flax --top 25 --out "$results/compile_time_flax_$tag.json"
-step 100 transformer_float32 "$python" -m experiments.benchmarks.transformer --sizes nanogpt_gpu \
-  --modes train --repeats 10 --out "$results/transformer_float32_$tag.json"
-step 100 transformer_bfloat16 "$python" -m experiments.benchmarks.transformer --sizes nanogpt_gpu \
-  --modes train --repeats 10 --dtype bfloat16 --out "$results/transformer_bfloat16_$tag.json"
+step 100 transformer_float32 "$python" -m experiments.benchmarks.transformer --sizes $gpt \
+  --modes train --repeats $repeats --out "$results/transformer_float32_$tag.json"
+step 100 transformer_bfloat16 "$python" -m experiments.benchmarks.transformer --sizes $gpt \
+  --modes train --repeats $repeats --dtype bfloat16 --out "$results/transformer_bfloat16_$tag.json"
 step 120 recurrent_bfloat16 "$python" -m experiments.benchmarks.recurrent --cells lstm,gru \
-  --shapes 32x128x64x256 --modes train --peers flax,torch --repeats 5 --dtype bfloat16 \
+  --shapes $shape --modes train --peers flax,torch --repeats $repeats --dtype bfloat16 \
   --out "$results/recurrent_bfloat16_$tag.json"
-step 50 decode_speed "$python" -m experiments.benchmarks.decode_speed --num-tokens 256,4096 \
-  --context-length 64 --repeats 3 --out "$results/decode_speed_sliding_$tag.json"
+step 50 decode_speed "$python" -m experiments.benchmarks.decode_speed --num-tokens $tokens \
+  --context-length 64 --repeats $repeats --out "$results/decode_speed_sliding_$tag.json"
