@@ -7,7 +7,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from experiments.benchmarks import compile_time, recurrent, transformer
+from experiments.benchmarks import compile_time, gpu_target, recurrent, recurrent_contenders, transformer
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
@@ -185,12 +185,67 @@ ENTRY %main (a: f32[4,5], b: f32[5,6]) -> f32[4,6] {
   %d3 = f32[4,6]{1,0} dot(%a, %c), lhs_contracting_dims={1}, rhs_contracting_dims={1}
   %g = (f32[4,6]{1,0}, s8[0]{0}) custom-call(%a, %b), custom_call_target="__cublas$gemm"
   %f = f32[4,6]{1,0} fusion(%a, %b), kind=kCustom, backend_config={"fusion_backend_config":{"kind":"__triton_gemm"}}
+  %n = f32[4,6]{1,0} fusion(%a, %b), kind=kCustom, backend_config={"fusion_backend_config":{"kind":"__triton_nested_gemm_fusion"}}
+  %s = f32[4,6]{1,0} fusion(%a, %b), kind=kCustom, backend_config={"fusion_backend_config":{"kind":"__custom_fusion"}}
   ROOT %t = f32[4,6]{1,0} get-tuple-element(%g), index=0
 }"""
     size = compile_time.hlo_size(text)
-    assert (size["dot"], size["distinct_dots"], size["fusion"]) == (3, 2, 1)
-    assert size["custom_call_targets"] == {"__cublas$gemm": 1} and size["triton_gemm_fusions"] == 1
-    assert size["instructions"] == 9
+    assert (size["dot"], size["distinct_dots"], size["fusion"]) == (3, 2, 3)
+    assert size["custom_call_targets"] == {"__cublas$gemm": 1} and size["triton_gemm_fusions"] == 2
+    assert size["instructions"] == 11
+
+
+def test_compile_time_compiles_from_abstract_arguments_placed_on_a_device():
+    candidate = compile_time.build_candidate("lstm:2x3x4x5", "seqjax", "train", "float32")
+    device = jax.devices()[0]
+    placed = gpu_target.abstract_on(device)(candidate.arguments())
+    leaves = jax.tree.leaves(placed)
+    assert leaves and all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves)
+    assert {leaf.sharding.device_set == {device} for leaf in leaves} == {True}
+    assert [l.shape for l in leaves] == [jax.numpy.shape(a) for a in jax.tree.leaves(candidate.arguments())]
+    measured = compile_time.measure(candidate, top=3, profile=False, place=gpu_target.abstract_on(device))
+    assert measured["compile_s"] > 0 and measured["hlo"]["while"] >= 2
+    with pytest.raises(ValueError, match="not a jitted JAX program"):
+        Candidate("torch", lambda: None).trace()
+
+
+def test_hoisting_the_input_projection_changes_the_program_not_the_loss():
+    shape = recurrent.parse_shape("2x3x4x5", 65)
+    built = {}
+    for hoist in ("on", "off"):
+        settings = recurrent.parse_args(["--hoist-input-projection", hoist])
+        data = recurrent_contenders.random_batch(shape)
+        built[hoist] = recurrent.build("seqjax", "gru", shape, data, settings)["forward"]
+    on, off = (built[h] for h in ("on", "off"))
+    assert on.trace().lower().as_text() != off.trace().lower().as_text()
+    assert abs(float(on.run()) - float(off.run())) < 1e-5
+
+
+@pytest.mark.skipif(gpu_target.cuda_plugin_installed(), reason="JAX's CUDA plugin is installed here")
+def test_compile_time_gpu_target_without_the_cuda_plugin_says_how_to_get_it(capsys):
+    target = str(REPO / "experiments" / "benchmarks" / "gpu_targets" / "h200.txtpb")
+    with pytest.raises(SystemExit) as exit_:
+        compile_time.parse_args(["--gpu-target", target])
+    assert exit_.value.code != 0 and 'pip install "jax[cuda13]"' in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match=r'pip install "jax\[cuda13\]"'):
+        gpu_target.compile_only_gpu(target)
+
+
+@pytest.mark.skipif(not gpu_target.cuda_plugin_installed(), reason="needs JAX's CUDA plugin (no GPU needed)")
+def test_compile_time_compiles_for_the_described_gpu_without_one(tmp_path):
+    target = REPO / "experiments" / "benchmarks" / "gpu_targets" / "h200.txtpb"
+    out = tmp_path / "compile_time.json"
+    compile_time.main(["--models", "lstm:2x3x4x8", "--contenders", "seqjax", "--no-profile",
+                       "--gpu-target", str(target), "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert "error" not in row, row.get("error")
+    assert row["compiled_for"].startswith("NVIDIA H200 (compile-only, jax-cuda")
+    assert row["hlo"]["triton_gemm_fusions"] + row["hlo"]["custom-call"] > 0  # GPU products
+
+
+def test_compile_time_names_a_missing_gpu_target():
+    with pytest.raises(SystemExit):
+        compile_time.parse_args(["--gpu-target", "no/such/target.txtpb"])
 
 
 def test_compile_time_names_what_a_model_is_when_it_is_not_one():

@@ -6,6 +6,7 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.compile_time --quick      # tiny smoke run
     python -m experiments.benchmarks.compile_time --models lstm:32x128x64x256 --contenders seqjax,flax
     python -m experiments.benchmarks.compile_time --variants ";--xla_gpu_autotune_level=0"  # XLA flags A/B
+    python -m experiments.benchmarks.compile_time --gpu-target experiments/benchmarks/gpu_targets/h200.txtpb
 
 Models are ``CELL:BxTxIxH`` (the recurrent benchmark's model and contenders ``seqjax``, ``scan``,
 ``flax``, built as :mod:`recurrent` builds them) or ``gpt:SIZE`` (the Transformer benchmark's
@@ -28,6 +29,15 @@ every child can own the accelerator. A child builds the jitted step and times, i
 ``total_s`` is their sum: the first call's cost without running the step once. The optimized
 HLO's size (instructions, fusions, loops, matrix products, custom calls) is recorded beside it.
 Prints a markdown table; writes every figure to ``--out`` (JSON).
+
+``--gpu-target FILE`` compiles for a GPU this machine does not have: ``FILE`` describes it (an
+XLA ``GpuTargetConfigProto`` in text form, e.g. ``gpu_targets/h200.txtpb``), and JAX's CUDA
+plugin (``pip install "jax[cuda13]"``; no GPU or driver needed) compiles for a compile-only
+device of that kind, as JAX's ahead-of-time API does for a TPU topology. The steps are the
+GPU's own (seqjax's fused recurrence hoists its input projection there, as on a GPU), and so
+are XLA:GPU's passes, its LLVM/PTX code generation and ``ptxas``; what needs the card is left
+out: XLA's autotuning of matrix products (it keeps its default tiling) and cuDNN's kernels
+(the Transformer's ``"auto"`` attention takes the equation). See :mod:`gpu_target`.
 """
 
 import argparse
@@ -43,8 +53,10 @@ import time
 import jax
 
 from experiments.benchmarks import recurrent, transformer
+from experiments.benchmarks import gpu_target
 from experiments.benchmarks import recurrent_contenders as contenders
-from experiments.benchmarks.environment import describe_environment, matmul_precision_for_backend
+from experiments.benchmarks.environment import (
+    describe_environment, matmul_precision_for_backend, set_float32_matmul_precision)
 from experiments.benchmarks.recurrent import parse_choices, parse_shape
 from experiments.benchmarks.report import Report
 
@@ -55,14 +67,17 @@ MODES = ("train", "forward")
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "compile_time.json")
 
 
-def build_candidate(model, contender, mode, dtype):
-    """The benchmark's :class:`Candidate` for ``model`` (``CELL:BxTxIxH`` or ``gpt:SIZE``)."""
+def build_candidate(model, contender, mode, dtype, for_gpu=False):
+    """The benchmark's :class:`Candidate` for ``model`` (``CELL:BxTxIxH`` or ``gpt:SIZE``),
+    built as on a GPU where ``for_gpu`` (on this machine's backend, otherwise)."""
     kind, _, detail = model.partition(":")
     if kind == "gpt":
         size = transformer.SIZES[detail]
         return transformer.seqjax_contender(size, transformer.fixed_batch(size), "auto", dtype)[mode]
     shape = parse_shape(detail, contenders.Shape.vocab)
-    settings = recurrent.parse_args(["--dtype", dtype])  # the recurrent benchmark's defaults
+    # The recurrent benchmark's defaults; fused_unroll's per-backend choice made for the target.
+    settings = recurrent.parse_args(["--dtype", dtype, "--hoist-input-projection",
+                                     "on" if for_gpu else "auto"])
     return recurrent.build(contender, kind, shape, contenders.random_batch(shape), settings)[mode]
 
 
@@ -121,7 +136,8 @@ def hlo_size(compiled_text):
     """Instruction counts of an optimized HLO module: all, fusions, while loops, dots (and
     ``distinct_dots``, those that differ in operand shapes or dimensions), custom calls by
     target, and Triton GEMM fusions. On a CPU the matrix products stay dots; on a GPU XLA turns
-    them into cuBLAS custom calls (``__cublas$gemm``) or Triton GEMM fusions, which it autotunes."""
+    them into cuBLAS custom calls (``__cublas$gemm``) or Triton GEMM fusions (``__triton_gemm``,
+    ``__triton_nested_gemm_fusion``; their dots still count as dots), which it autotunes."""
     instruction = r"^\s*(?:ROOT\s+)?%?(\S+)\s=\s(.*?)\s([a-z][\w-]*)\(([^)]*)\)(.*)$"
     shapes, opcodes, dots, targets = {}, collections.Counter(), set(), collections.Counter()
     for name, result, opcode, operands, attributes in re.findall(instruction, compiled_text, re.M):
@@ -136,14 +152,14 @@ def hlo_size(compiled_text):
     return {"instructions": sum(opcodes.values()), "fusion": opcodes["fusion"],
             "while": opcodes["while"], "dot": opcodes["dot"], "distinct_dots": len(dots),
             "custom-call": opcodes["custom-call"], "custom_call_targets": dict(targets),
-            "triton_gemm_fusions": len(re.findall(r'"kind":"__triton_gemm"', compiled_text))}
+            "triton_gemm_fusions": len(re.findall(r'"kind":"__triton(?:_nested)?_gemm', compiled_text))}
 
 
-def measure(candidate, top, profile=True):
+def measure(candidate, top, profile=True, place=None):
     """Seconds to trace, lower and compile ``candidate``'s program, and what the compiler did
-    (``profile``: XLA's scopes during the compilation)."""
+    (``profile``: XLA's scopes during the compilation; ``place``: see :meth:`Candidate.trace`)."""
     start = time.perf_counter()
-    traced = candidate.trace()
+    traced = candidate.trace(place)
     traced_at = time.perf_counter()
     lowered = traced.lower()
     lowered_at = time.perf_counter()
@@ -166,16 +182,29 @@ def measure(candidate, top, profile=True):
 def child_main(spec):
     """In a fresh process: measure one (model, contender, mode) and print its JSON."""
     jax.config.update("jax_enable_compilation_cache", False)
-    matmul_precision_for_backend(spec["matmul_precision"])
-    candidate = build_candidate(spec["model"], spec["contender"], spec["mode"], spec["dtype"])
-    measured = measure(candidate, spec["top"], spec["profile"])
-    print(json.dumps({**measured, "environment": describe_environment()}))
+    target = spec.get("gpu_target")
+    device = gpu_target.compile_only_gpu(target) if target else None
+    if device:  # as on the GPU itself, whatever backend this process has
+        set_float32_matmul_precision(spec["matmul_precision"])
+    else:
+        matmul_precision_for_backend(spec["matmul_precision"])
+    candidate = build_candidate(spec["model"], spec["contender"], spec["mode"], spec["dtype"],
+                                for_gpu=bool(target))
+    place = gpu_target.abstract_on(device) if device else None
+    measured = measure(candidate, spec["top"], spec["profile"], place)
+    if device:
+        compiled_for = f"{device.device_kind} (compile-only, {gpu_target.cuda_plugin_version()})"
+    else:
+        compiled_for = str(jax.devices()[0].device_kind)
+    print(json.dumps({**measured, "compiled_for": compiled_for, "environment": describe_environment()}))
 
 
 def measure_in_fresh_process(spec, variant, timeout_s):
     """:func:`child_main` in a subprocess with ``variant`` appended to ``XLA_FLAGS``."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS", ""), variant]))
+    if spec.get("gpu_target"):
+        env[gpu_target.SKIP_CUDA_CHECK] = "1"
     command = [sys.executable, "-m", "experiments.benchmarks.compile_time", "--child", json.dumps(spec)]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -246,6 +275,10 @@ def parse_args(argv):
                         help="fresh processes per row; the row is the median one (default 1)")
     parser.add_argument("--top", type=int, default=15, help="compiler scopes kept per row")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per process")
+    parser.add_argument("--gpu-target", default=None, metavar="FILE",
+                        help="compile for the GPU FILE describes (an XLA GpuTargetConfigProto, "
+                             "e.g. experiments/benchmarks/gpu_targets/h200.txtpb) on this machine, "
+                             "without autotuning; needs JAX's CUDA plugin, not a GPU")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_MODELS}")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -266,6 +299,11 @@ def parse_args(argv):
     except ValueError as error:
         parser.error(str(error))
     args.variants = [variant.strip() for variant in args.variants.split(";")]
+    if args.gpu_target and not os.path.isfile(args.gpu_target):
+        parser.error(f"--gpu-target {args.gpu_target}: no such file; the described GPUs are in "
+                     f"{gpu_target.TARGETS_DIR}")
+    if args.gpu_target and not args.child and not gpu_target.cuda_plugin_installed():
+        parser.error(gpu_target.NO_CUDA_PLUGIN)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     return args
@@ -276,7 +314,8 @@ def main(argv=None):
     if args.child:
         return child_main(json.loads(args.child))
     settings = {"dtype": args.dtype, "matmul_precision": args.matmul_precision,
-                "repeats": args.repeats, "profile": args.profile, "compilation_cache": False}
+                "repeats": args.repeats, "profile": args.profile, "compilation_cache": False,
+                "gpu_target": args.gpu_target}
     report = Report(args.out, "compile_time", {"described_by": "the first measuring process"},
                     settings)
     for model in args.models:
@@ -285,7 +324,7 @@ def main(argv=None):
                 for variant in args.variants:
                     spec = {"model": model, "contender": contender, "mode": mode, "dtype": args.dtype,
                             "matmul_precision": args.matmul_precision, "top": args.top,
-                            "profile": args.profile}
+                            "profile": args.profile, "gpu_target": args.gpu_target}
                     row = {**spec, "variant": variant,
                            **median_of_fresh_processes(spec, variant, args.repeats, args.timeout)}
                     environment = row.pop("environment", None)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md that a CPU cannot give, in one command sized for a short
-# lease of a GPU (about 9 minutes of commands, under the 10 a lent GPU allows one command;
+# lease of a GPU (its steps' limits add up to 9 min 40 s, under the 10 a lent GPU allows one command;
 # compiling a training step there takes 15-45 s):
 #
 #   bash experiments/benchmarks/gpu_session.sh [RESULTS_DIR] [TAG]
@@ -10,7 +10,10 @@
 # gpu_tests            the GPU-only tests: cuDNN's flash attention against the reference, and the
 #                      automatic choice of it for a bfloat16 Transformer, forward and gradients;
 # compile_time         where the first call of the LSTM training step goes, seqjax with XLA's GEMM
-#                      autotuning on (default) and off (the suspect for its 33-46 s);
+#                      autotuning on (default) and off (the suspect for its 33-46 s: compiled for
+#                      an H200 without the card, with no autotuning, it takes 2.2 s against
+#                      Flax's 2.8), then twice with one per-fusion autotune cache folder (as
+#                      seqjax's --compilation_cache keeps it): empty, then filled;
 # compile_time_flax    the same for Flax's LSTM, autotuning on;
 # transformer_bfloat16 the Transformer training step at nanoGPT's GPU size against PyTorch, both
 #                      in bfloat16 (seqjax's attention "auto": cuDNN's flash attention);
@@ -47,9 +50,10 @@ step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME 
 
 step 60 gpu_tests "$python" -m pytest -q -n 2 -p no:cacheprovider tests/test_attention.py \
   tests/test_transformer_lm.py -k "cudnn or auto_attention"
-step 170 compile_time "$python" -m experiments.benchmarks.compile_time --models $lstm \
-  --contenders seqjax --variants ";--xla_gpu_autotune_level=0" --top 25 \
-  --out "$results/compile_time_$tag.json"
+autotune_cache=$(mktemp -d)  # empty: the first of the two variants that name it fills it
+step 200 compile_time "$python" -m experiments.benchmarks.compile_time --models $lstm \
+  --contenders seqjax --top 25 --out "$results/compile_time_$tag.json" --variants \
+  ";--xla_gpu_autotune_level=0;--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache;--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache"
 step 50 compile_time_flax "$python" -m experiments.benchmarks.compile_time --models $lstm \
   --contenders flax --top 25 --out "$results/compile_time_flax_$tag.json"
 step 100 transformer_float32 "$python" -m experiments.benchmarks.transformer --sizes $gpt \

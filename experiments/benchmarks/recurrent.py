@@ -76,7 +76,9 @@ def build(peer, cell, shape, data, args):
     mesh = contenders.data_parallel_mesh() if args.data_parallel else None
     dtype = jnp.dtype(args.dtype)
     if peer == "seqjax":
+        hoist = {"auto": None, "on": True, "off": False}[args.hoist_input_projection]
         return contenders.seqjax_fused(cell, shape, data, unroll_steps=args.unroll,
+                                       hoist_input_projection=hoist,
                                        gradient_chunk=args.gradient_chunk, mesh=mesh, dtype=dtype)
     if peer == "baseline":
         return contenders.seqjax_baseline(cell, shape, data, args.baseline, mesh=mesh)
@@ -152,6 +154,9 @@ def parse_args(argv):
     parser.add_argument("--unroll", type=int, default=1, help="lax.scan unroll of the seqjax/scan contenders")
     parser.add_argument("--gradient-chunk", type=int, default=16,
                         help="steps per weight-gradient matmul in seqjax's backward pass")
+    parser.add_argument("--hoist-input-projection", default="auto", choices=("auto", "on", "off"),
+                        help="seqjax: W_x X as one product before the recurrence (auto: on "
+                             "except on a CPU, as fused_unroll decides)")
     parser.add_argument("--baseline", default=None, metavar="REV",
                         help="also time seqjax's fused path as it was at this git revision")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),

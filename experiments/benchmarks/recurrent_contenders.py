@@ -121,9 +121,9 @@ def _jax_candidates(name, loss_fn, params, data, mesh=None):
     forward_loss = jax.jit(loss_fn)
     forward_arguments = (jax.tree.map(jnp.copy, params), inputs, targets)  # train donates its own
     return {
-        "train": Candidate(name, train, trace=lambda: train_step.trace(*train_arguments())),
+        "train": Candidate(name, train, program=train_step, arguments=train_arguments),
         "forward": Candidate(name, lambda: forward_loss(*forward_arguments),
-                             trace=lambda: forward_loss.trace(*forward_arguments)),
+                             program=forward_loss, arguments=lambda: forward_arguments),
     }
 
 

@@ -26,14 +26,24 @@ import jax
 class Candidate:
     """One implementation under test: ``run()`` does one unit of work, ``sync(result)`` waits.
 
-    ``trace()``, for a JAX candidate, returns the program of its first call traced but not yet
-    compiled (a :class:`jax.stages.Traced`), for the compile-time profile (``compile_time``).
+    A JAX candidate also names its jitted ``program`` and the ``arguments()`` its next call
+    passes, for the compile-time profile (``compile_time``): :meth:`trace`.
     """
 
     name: str
     run: Callable[[], Any]
     sync: Callable[[Any], Any] = jax.block_until_ready
-    trace: Callable[[], Any] | None = None
+    program: Any = None
+    arguments: Callable[[], tuple] | None = None
+
+    def trace(self, place=None):
+        """The program of the next call traced but not compiled (a :class:`jax.stages.Traced`);
+        ``place(arguments)`` may first swap the arguments, e.g. for abstract values on
+        another device (``jax.ShapeDtypeStruct`` with a sharding)."""
+        if self.program is None:
+            raise ValueError(f"candidate {self.name!r} is not a jitted JAX program")
+        arguments = self.arguments()
+        return self.program.trace(*(place(arguments) if place else arguments))
 
 
 @dataclasses.dataclass

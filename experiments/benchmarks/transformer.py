@@ -83,13 +83,16 @@ def seqjax_contender(size, data, attention_impl, dtype="float32"):
         return loss
 
     @jax.jit
-    def loss_of(params):
+    def loss_of(params, inputs, targets):
         logits, _ = model.apply({"params": params}, inputs)
         return mean_cross_entropy(logits, targets)
 
-    return {"train": Candidate("seqjax", train, trace=lambda: step.trace(*train_arguments())),
-            "forward": Candidate("seqjax", lambda: loss_of(state["train"].params),
-                                 trace=lambda: loss_of.trace(state["train"].params))}
+    def forward_arguments():
+        return state["train"].params, inputs, targets
+
+    return {"train": Candidate("seqjax", train, program=step, arguments=train_arguments),
+            "forward": Candidate("seqjax", lambda: loss_of(*forward_arguments()),
+                                 program=loss_of, arguments=forward_arguments)}
 
 
 def torch_contender(size, data, device, dtype="float32"):
