@@ -9,15 +9,18 @@
 #
 # gpu_tests            the GPU-only tests: cuDNN's flash attention against the reference, and the
 #                      automatic choice of it for a bfloat16 Transformer, forward and gradients;
-# compile_time         where the first call of the LSTM training step goes, seqjax with XLA's GEMM
-#                      autotuning on (default) and off (the suspect for its 33-46 s: compiled for
-#                      an H200 without the card, with no autotuning, it takes 2.2 s against
-#                      Flax's 2.8), then twice with one per-fusion autotune cache folder (as
-#                      seqjax's --compilation_cache keeps it): empty, then filled;
+# compile_time         where the first call of seqjax's LSTM training step goes (compiled for an
+#                      H200 without the card, so without autotuning, it takes 1.9 s against
+#                      Flax's 2.5-2.9; on the card 33-46 s): XLA's autotuning on, writing a
+#                      per-fusion autotune cache folder (as seqjax's --compilation_cache keeps
+#                      it); the same with that folder filled; autotuning off; and the matrix
+#                      products on cuBLAS instead of Triton (--xla_gpu_enable_triton_gemm=false);
 # compile_time_flax    the same for Flax's LSTM, autotuning on;
 # transformer_bfloat16 the Transformer training step at nanoGPT's GPU size against PyTorch, both
 #                      in bfloat16 (seqjax's attention "auto": cuDNN's flash attention);
 # transformer_float32  (not in the default steps; measured before: 0.90) the same in float32;
+# transformer_float32_cublas  (not in the default steps) the same with XLA's products on cuBLAS,
+#                      PyTorch's own GEMM library, instead of Triton;
 # recurrent_bfloat16   the LSTM and GRU training steps in bfloat16 against Flax and PyTorch's autocast;
 # decode_speed         greedy decoding of 256 and 4096 tokens through a sliding 64-token window.
 #
@@ -50,14 +53,18 @@ step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME 
 
 step 60 gpu_tests "$python" -m pytest -q -n 2 -p no:cacheprovider tests/test_attention.py \
   tests/test_transformer_lm.py -k "cudnn or auto_attention"
-autotune_cache=$(mktemp -d)  # empty: the first of the two variants that name it fills it
+autotune_cache=$(mktemp -d)  # empty: the first variant, XLA's default autotuning, fills it
+cached="--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache"
 step 200 compile_time "$python" -m experiments.benchmarks.compile_time --models $lstm \
-  --contenders seqjax --top 25 --out "$results/compile_time_$tag.json" --variants \
-  ";--xla_gpu_autotune_level=0;--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache;--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache"
+  --contenders seqjax --top 25 --out "$results/compile_time_$tag.json" \
+  --variants="$cached;$cached;--xla_gpu_autotune_level=0;--xla_gpu_enable_triton_gemm=false"
 step 50 compile_time_flax "$python" -m experiments.benchmarks.compile_time --models $lstm \
   --contenders flax --top 25 --out "$results/compile_time_flax_$tag.json"
 step 100 transformer_float32 "$python" -m experiments.benchmarks.transformer --sizes $gpt \
   --modes train --repeats $repeats --out "$results/transformer_float32_$tag.json"
+XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" \
+  step 100 transformer_float32_cublas "$python" -m experiments.benchmarks.transformer --sizes $gpt \
+  --modes train --repeats $repeats --out "$results/transformer_float32_cublas_$tag.json"
 step 100 transformer_bfloat16 "$python" -m experiments.benchmarks.transformer --sizes $gpt \
   --modes train --repeats $repeats --dtype bfloat16 --out "$results/transformer_bfloat16_$tag.json"
 step 120 recurrent_bfloat16 "$python" -m experiments.benchmarks.recurrent --cells lstm,gru \
