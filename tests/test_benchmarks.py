@@ -203,7 +203,10 @@ def test_compile_time_compiles_from_abstract_arguments_placed_on_a_device():
     assert leaves and all(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves)
     assert {leaf.sharding.device_set == {device} for leaf in leaves} == {True}
     assert [l.shape for l in leaves] == [jax.numpy.shape(a) for a in jax.tree.leaves(candidate.arguments())]
-    measured = compile_time.measure(candidate, top=3, profile=False, place=gpu_target.abstract_on(device))
+    placings = []
+    place = lambda arguments: placings.append(1) or gpu_target.abstract_on(device)(arguments)
+    measured = compile_time.measure(candidate, top=3, profile=False, place=place)
+    assert placings == [1]
     assert measured["compile_s"] > 0 and measured["hlo"]["while"] >= 2
     with pytest.raises(ValueError, match="not a jitted JAX program"):
         Candidate("torch", lambda: None).trace()
@@ -243,9 +246,13 @@ def test_compile_time_compiles_for_the_described_gpu_without_one(tmp_path):
     assert row["hlo"]["triton_gemm_fusions"] + row["hlo"]["custom-call"] > 0  # GPU products
 
 
-def test_compile_time_names_a_missing_gpu_target():
-    with pytest.raises(SystemExit):
+def test_compile_time_names_a_missing_gpu_target(capsys):
+    with pytest.raises(SystemExit) as exit_:
         compile_time.parse_args(["--gpu-target", "no/such/target.txtpb"])
+    assert exit_.value.code != 0 and "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # cuDNN's attention, which bfloat16 takes on the card, needs it
+        compile_time.parse_args(["--models", "gpt:tiny", "--dtype", "bfloat16",
+                                 "--gpu-target", "no/such/target.txtpb"])
 
 
 def test_compile_time_names_what_a_model_is_when_it_is_not_one():

@@ -302,6 +302,9 @@ def parse_args(argv):
     if args.gpu_target and not os.path.isfile(args.gpu_target):
         parser.error(f"--gpu-target {args.gpu_target}: no such file; the described GPUs are in "
                      f"{gpu_target.TARGETS_DIR}")
+    if args.gpu_target and args.dtype == "bfloat16" and any(m.startswith("gpt:") for m in args.models):
+        parser.error("--gpu-target with a bfloat16 GPT: on the card its attention is cuDNN's, which "
+                     "cannot compile without one; use float32 or a recurrent model")
     if args.gpu_target and not args.child and not gpu_target.cuda_plugin_installed():
         parser.error(gpu_target.NO_CUDA_PLUGIN)
     if args.repeats < 1:

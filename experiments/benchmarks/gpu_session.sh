@@ -56,7 +56,7 @@ step 60 gpu_tests "$python" -m pytest -q -n 2 -p no:cacheprovider tests/test_att
 autotune_cache=$(mktemp -d)  # empty: the first variant, XLA's default autotuning, fills it
 cached="--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache"
 step 200 compile_time "$python" -m experiments.benchmarks.compile_time --models $lstm \
-  --contenders seqjax --top 25 --out "$results/compile_time_$tag.json" \
+  --contenders seqjax --top 25 --timeout 70 --out "$results/compile_time_$tag.json" \
   --variants="$cached;$cached;--xla_gpu_autotune_level=0;--xla_gpu_enable_triton_gemm=false"
 step 50 compile_time_flax "$python" -m experiments.benchmarks.compile_time --models $lstm \
   --contenders flax --top 25 --out "$results/compile_time_flax_$tag.json"

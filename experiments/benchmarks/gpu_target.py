@@ -61,8 +61,8 @@ def abstract_on(device):
     sharding = jax.sharding.SingleDeviceSharding(device)
 
     def place(arguments):
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jax.numpy.shape(a),
-                                                           jax.numpy.result_type(a),
-                                                           sharding=sharding), arguments)
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+            jax.numpy.shape(a), jax.numpy.result_type(a), sharding=sharding,
+            weak_type=getattr(a, "weak_type", False)), arguments)
 
     return place
