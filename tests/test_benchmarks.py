@@ -250,9 +250,10 @@ def test_compile_time_names_a_missing_gpu_target(capsys):
     with pytest.raises(SystemExit) as exit_:
         compile_time.parse_args(["--gpu-target", "no/such/target.txtpb"])
     assert exit_.value.code != 0 and "no such file" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # cuDNN's attention, which bfloat16 takes on the card, needs it
-        compile_time.parse_args(["--models", "gpt:tiny", "--dtype", "bfloat16",
-                                 "--gpu-target", "no/such/target.txtpb"])
+    target = str(REPO / "experiments" / "benchmarks" / "gpu_targets" / "h200.txtpb")
+    with pytest.raises(SystemExit) as exit_:  # cuDNN's attention, which bfloat16 takes on the card
+        compile_time.parse_args(["--models", "gpt:tiny", "--dtype", "bfloat16", "--gpu-target", target])
+    assert exit_.value.code != 0 and "bfloat16 GPT" in capsys.readouterr().err
 
 
 def test_compile_time_names_what_a_model_is_when_it_is_not_one():
