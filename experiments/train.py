@@ -22,8 +22,10 @@ from ml_collections import config_flags
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
 from experiments.freed_memory import keep_freed_memory
+from seqjax.models.transformer_lm import describe_attention
 from seqjax.text_generation import continue_text, load_run
 from seqjax.training import distributed, train_and_evaluate
+from seqjax.training.loop import training_task_type
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.jsonl, tokenizer.")
@@ -54,6 +56,10 @@ def main(argv):
         distributed.initialize(f.coordinator_address, f.num_processes, f.process_id,
                                auto=f.distributed, heartbeat_timeout=f.heartbeat_timeout)
         enable_compilation_cache(f.compilation_cache)
+        training_task_type(config).check_config(config)  # before describing the model
+        language_model = config.get("task", "language_modeling") == "language_modeling"
+        if language_model and config.model.kind == "transformer" and jax.process_index() == 0:
+            print(f"attention: {describe_attention(config.model)}")
         record = train_and_evaluate(config, workdir)
         if jax.process_index() != 0:
             return
@@ -61,7 +67,7 @@ def main(argv):
         timing = Path(workdir) / "timing.json"
         if timing.exists():
             print(f"time (s): {summary_line(json.loads(timing.read_text()))}")
-        if config.get("task", "language_modeling") != "language_modeling":
+        if not language_model:
             return
         if jax.process_count() > 1:
             print(f"sample it with: python -m experiments.sample --workdir={workdir}")

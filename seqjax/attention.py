@@ -29,6 +29,7 @@ from flax.linen.dtypes import promote_dtype
 from seqjax.positional import apply_rotary
 
 IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn", None)
+DEFAULT_IMPLEMENTATION = "auto"  # what a model config without attention_impl runs
 CUDNN_MIN_COMPUTE_CAPABILITY = 8.0  # cuDNN's flash attention: Ampere, Hopper and later
 CUDNN_HEAD_DIMS = range(8, 129, 8)  # head sizes it takes: multiples of 8 up to 128
 
@@ -104,9 +105,14 @@ def default_gpu():
 
 
 def resolve_implementation(implementation, q, mask=None, device=None):
+    """The implementation a call on ``q: [B, T, N, H]`` gets: :func:`choose_implementation`."""
+    return choose_implementation(implementation, q.dtype, q.shape[-1], mask, device)
+
+
+def choose_implementation(implementation, dtype, head_dim, mask=None, device=None):
     """The implementation a call asks for: ``"auto"`` is ``"cudnn"`` where :func:`cudnn_runs`
-    on ``device`` (default: :func:`default_gpu`) for ``q: [B, T, N, H]``, else ``"reference"``
-    (so float32 stays on the written-out equation); any other choice is kept."""
+    on ``device`` (default: :func:`default_gpu`) for inputs of ``dtype`` and ``head_dim``, else
+    ``"reference"`` (so float32 stays on the written-out equation); any other choice is kept."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"unknown attention implementation {implementation!r}: choose one of "
@@ -115,8 +121,31 @@ def resolve_implementation(implementation, q, mask=None, device=None):
     if implementation != "auto":
         return implementation
     device = default_gpu() if device is None else device
-    usable = device is not None and cudnn_runs(device, q.dtype, q.shape[-1], mask)
+    usable = device is not None and cudnn_runs(device, dtype, head_dim, mask)
     return "cudnn" if usable else "reference"
+
+
+def describe_implementation(implementation, dtype, head_dim):
+    """One line for a run's log: what causal self-attention on JAX's default device computes
+    with, and, where ``"auto"`` falls back to the equation, what keeps cuDNN out."""
+    chosen = choose_implementation(implementation, dtype, head_dim)
+    if chosen == "cudnn":
+        return f"cuDNN's flash attention ({jnp.dtype(dtype).name}, head size {head_dim})"
+    if chosen != "reference":
+        return f"jax.nn.dot_product_attention(implementation={chosen!r})"
+    equation = "the written-out softmax(QK^T/sqrt(d_k))V"
+    if implementation != "auto":
+        return equation
+    gpu = default_gpu()
+    blockers = [
+        f"{jnp.dtype(dtype).name} (it takes model.dtype=bfloat16)"
+        if jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16) else "",
+        f"head size {head_dim} (it takes multiples of 8 up to 128)"
+        if head_dim not in CUDNN_HEAD_DIMS else "",
+        "no NVIDIA GPU of compute capability 8.0 or more"
+        if gpu is None or not cudnn_runs(gpu, jnp.bfloat16, 8) else "",
+    ]
+    return f"{equation}; cuDNN's flash attention is out: {', '.join(b for b in blockers if b)}"
 
 
 def multi_head_attention(q, k, v, *, causal=False, mask=None, implementation="reference"):

@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json``, ``tokenizer.json`` and ``checkpoints/`` (written by
 :func:`seqjax.training.train_and_evaluate`); this module rebuilds the model from them and
-samples through :func:`seqjax.generation.generate`, one compiled ``lax.scan``.
+samples through :func:`seqjax.generation.generate` (or searches through
+:func:`seqjax.generation.beam_search`), one compiled ``lax.scan``.
 """
 
 import json
@@ -17,13 +18,13 @@ import ml_collections
 from seqjax.training.checkpoints import RunCheckpoints
 from seqjax.data import load_tokenizer
 from seqjax.errors import CheckpointMismatchError, SeqjaxError
-from seqjax.generation import generate, model_step_fn
+from seqjax.generation import beam_search, generate, model_step_fn
 from seqjax.models import build_model
 
 
 class PromptError(SeqjaxError, ValueError):
     """The prompt or the decoding options do not fit this model (an empty prompt, a sliding
-    window's refill length outside the context)."""
+    window's refill length outside the context, fewer than one beam)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ def _window_options(run, refill_length, total_length):
     return () if refill_length is None else (("refill_length", refill_length),)
 
 
+def _prompt_ids(run, prompt):
+    """``int32 [P]``: the tokens of a non-empty ``prompt``."""
+    if not prompt:
+        raise PromptError("the prompt is empty: give at least one character, e.g. --prompt='\\n'")
+    return jnp.asarray(run.tokenizer.encode(prompt), jnp.int32)
+
+
 def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p=None, seed=0,
                   refill_length=None):
     """``prompt`` followed by ``num_tokens`` sampled tokens, as text (temperature 0: greedy).
@@ -90,12 +98,33 @@ def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p
     (:func:`seqjax.models.transformer_lm.window_length`); ``refill_length`` is how many tokens
     the window keeps when it is full (default half the context).
     """
-    if not prompt:
-        raise PromptError("the prompt is empty: give at least one character, e.g. --prompt='\\n'")
-    ids = jnp.asarray(run.tokenizer.encode(prompt), jnp.int32)[None, :]
+    ids = _prompt_ids(run, prompt)[None, :]
     tokens = _continue_tokens(
         run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
         temperature=float(temperature), top_k=top_k, top_p=top_p,
         window=_window_options(run, refill_length, ids.shape[1] + num_tokens),
     )
     return prompt + run.tokenizer.decode(tokens[0])
+
+
+@partial(jax.jit, static_argnames=("model", "num_tokens", "beam_size", "window"))
+def _beam_tokens(model, params, prompt, *, num_tokens, beam_size, window):
+    state = model.init_decode_state(beam_size, prompt.shape[0] + num_tokens, **dict(window))
+    step_fn = model_step_fn(model, {"params": params})
+    return beam_search(step_fn, state, prompt, num_tokens, beam_size)
+
+
+def beam_text(run, prompt, num_tokens, beam_size, *, refill_length=None):
+    """``(text, log_prob)``: ``prompt`` followed by the most likely ``num_tokens``-token
+    continuation that beam search with ``beam_size`` beams finds, and its log-probability
+    (natural log; one beam is greedy decoding). A Transformer's window slides as in
+    :func:`continue_text`.
+    """
+    if beam_size < 1:
+        raise PromptError(f"beam_size is {beam_size}: search with at least 1 beam")
+    ids = _prompt_ids(run, prompt)
+    tokens, log_prob = _beam_tokens(
+        run.model, run.params, ids, num_tokens=num_tokens, beam_size=beam_size,
+        window=_window_options(run, refill_length, ids.shape[0] + num_tokens),
+    )
+    return prompt + run.tokenizer.decode(tokens), float(log_prob)

@@ -12,6 +12,7 @@ from seqjax.attention import (
     attend,
     cached_attention,
     causal_mask,
+    describe_implementation,
     exact_match_weights,
     init_kv_cache,
     multi_head_attention,
@@ -120,6 +121,25 @@ def test_auto_takes_cudnn_only_where_its_flash_attention_runs():
     assert resolve_implementation("xla", q, None, hopper) == "xla"
     if jax.default_backend() == "cpu":
         assert resolve_implementation("auto", q) == "reference"
+
+
+def test_a_run_is_told_which_attention_it_gets_and_what_keeps_cudnn_out(monkeypatch):
+    from seqjax import attention
+
+    hopper = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
+    monkeypatch.setattr(attention, "default_gpu", lambda: hopper)
+    assert describe_implementation("auto", jnp.bfloat16, 64) == (
+        "cuDNN's flash attention (bfloat16, head size 64)")
+    assert describe_implementation("auto", jnp.float32, 60) == (
+        "the written-out softmax(QK^T/sqrt(d_k))V; cuDNN's flash attention is out: float32 (it "
+        "takes model.dtype=bfloat16), head size 60 (it takes multiples of 8 up to 128)")
+    assert describe_implementation("reference", jnp.bfloat16, 64) == (
+        "the written-out softmax(QK^T/sqrt(d_k))V")
+    assert describe_implementation("xla", jnp.float32, 64) == (
+        "jax.nn.dot_product_attention(implementation='xla')")
+    monkeypatch.setattr(attention, "default_gpu", lambda: None)
+    assert describe_implementation("auto", jnp.bfloat16, 64).endswith(
+        "is out: no NVIDIA GPU of compute capability 8.0 or more")
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="lowers for the CPU beside a (pretend) GPU")

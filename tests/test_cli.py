@@ -116,6 +116,19 @@ def test_sample_prints_the_continuation(trained_run):
     assert result.stdout.startswith("the ") and len(result.stdout.rstrip("\n")) >= 4
 
 
+def test_sample_beam_search_prints_the_continuation_and_its_log_probability(trained_run):
+    result = run_cli("experiments.sample", f"--workdir={trained_run / 'run'}", "--prompt=the ",
+                     "--num_tokens=10", "--beam_size=3", check_ok=True)
+    assert result.stdout.startswith("the ") and len(result.stdout.rstrip("\n")) >= 4
+    assert "log-probability of the continuation: -" in result.stderr
+
+
+def test_sample_refuses_sampling_flags_beside_beam_search(trained_run):
+    result = run_cli("experiments.sample", f"--workdir={trained_run / 'run'}", "--beam_size=3",
+                     "--temperature=0.5", "--top_k=4")
+    assert_one_line_error(result, "--temperature --top_k would be ignored", "remove --beam_size")
+
+
 def test_train_stores_its_compiled_programs(trained_run):
     assert any((trained_run / "compilation").iterdir())
 

@@ -19,7 +19,7 @@ from seqjax.errors import (
     CheckpointMismatchError, ConfigError, TrainingDivergedError, UnreadableCheckpointError,
     WorkdirError,
 )
-from seqjax.text_generation import PromptError, continue_text, load_run
+from seqjax.text_generation import PromptError, beam_text, continue_text, load_run
 from seqjax.training import train_and_evaluate
 from seqjax.training.checkpoints import (
     RunCheckpoints,
@@ -84,6 +84,11 @@ def test_bfloat16_transformer_trains_like_float32_and_samples_any_length(tmp_pat
         assert len(continue_text(run, "the ", 40, refill_length=refill_length)) == 44
     with pytest.raises(PromptError, match="refill_length 16 must be in \\[1, context_length - 1 = 15\\]"):
         continue_text(run, "the ", 40, refill_length=16)
+    # Beam search slides the window too; one beam is greedy decoding.
+    greedy = continue_text(run, "the ", 40, temperature=0.0)
+    assert beam_text(run, "the ", 40, beam_size=1)[0] == greedy
+    text, log_prob = beam_text(run, "the ", 40, beam_size=3, refill_length=15)
+    assert text.startswith("the ") and len(text) == 44 and log_prob < 0
 
 
 def test_bfloat16_fused_lstm_trains_like_float32(tmp_path, corpus):
@@ -168,6 +173,25 @@ def test_config_values_are_checked(tmp_path, corpus):
         train_and_evaluate(tiny_config(corpus, **{"model.dtype": "float16"}), tmp_path / "c")
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_heads": 3}, "model.width \\(32\\) must be a multiple of config.model.num_heads \\(3\\)"),
+    ({"num_layers": 0}, "model.num_layers must be a positive integer"),
+    ({"positional": "rope"}, "model.positional must be one of learned, sinusoidal, rotary"),
+    ({"attention_impl": "flash"}, "model.attention_impl must be one of auto, reference, xla, cudnn"),
+    ({"positional": "sinusoidal", "width": 33, "num_heads": 1},
+     "sinusoidal positions need an even config.model.width, got 33"),
+    ({"positional": "rotary", "num_heads": 32}, "rotary positions need an even head size .*, got 1"),
+])
+def test_transformer_config_values_are_checked_before_any_work(tmp_path, corpus, overrides,
+                                                               message):
+    config = tiny_config(corpus)
+    config.model = transformer_model(num_layers=2, num_heads=2, width=32)
+    config.model.update(overrides)
+    with pytest.raises(ConfigError, match=message):
+        train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_sampling_carries_state_and_temperature_zero_is_deterministic(tmp_path, corpus):
     train_and_evaluate(tiny_config(corpus, "lstm", num_steps=40, eval_every=20), tmp_path / "run")
     run = load_run(tmp_path / "run")
@@ -179,6 +203,25 @@ def test_sampling_carries_state_and_temperature_zero_is_deterministic(tmp_path, 
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["kind"] == "lstm"
     with pytest.raises(PromptError, match="refill_length applies to Transformers"):
         continue_text(run, "the ", 20, refill_length=8)
+    with pytest.raises(PromptError, match="refill_length applies to Transformers"):
+        beam_text(run, "the ", 20, 2, refill_length=8)
+
+
+def test_beam_text_returns_the_log_probability_of_its_text(tmp_path, corpus):
+    """The score ``beam_text`` reports is the model's log-probability of the text it returns,
+    recomputed by one forward pass."""
+    train_and_evaluate(tiny_config(corpus, "gru", num_steps=20, eval_every=20), tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    prompt, num_tokens = "the ", 12
+    for beam_size in (1, 4):
+        text, log_prob = beam_text(run, prompt, num_tokens, beam_size)
+        ids = jnp.asarray(run.tokenizer.encode(text), jnp.int32)[None, :]
+        logits, _ = run.model.apply({"params": run.params}, ids[:, :-1], run.model.initial_carry(1))
+        log_probs = jax.nn.log_softmax(logits[0, len(prompt) - 1:], axis=-1)
+        recomputed = log_probs[jnp.arange(num_tokens), ids[0, len(prompt):]].sum()
+        np.testing.assert_allclose(log_prob, recomputed, rtol=1e-5)
+    with pytest.raises(PromptError, match="beam_size is 0"):
+        beam_text(run, prompt, num_tokens, 0)
 
 
 def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path, corpus):

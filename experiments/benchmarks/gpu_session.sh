@@ -54,6 +54,7 @@ step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME 
 step 60 gpu_tests "$python" -m pytest -q -n 2 -p no:cacheprovider tests/test_attention.py \
   tests/test_transformer_lm.py -k "cudnn or auto_attention"
 autotune_cache=$(mktemp -d)  # empty: the first variant, XLA's default autotuning, fills it
+trap 'rm -rf "$autotune_cache"' EXIT
 cached="--xla_gpu_per_fusion_autotune_cache_dir=$autotune_cache"
 step 200 compile_time "$python" -m experiments.benchmarks.compile_time --models $lstm \
   --contenders seqjax --top 25 --timeout 70 --out "$results/compile_time_$tag.json" \

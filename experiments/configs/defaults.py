@@ -64,5 +64,6 @@ def transformer_model(num_layers=4, num_heads=4, width=128, dropout=0.0, use_bia
     model.use_bias = use_bias  # biases in Dense and LayerNorm layers
     model.tie_weights = True  # head shares the token embedding matrix
     model.positional = "learned"  # learned | sinusoidal | rotary
+    model.attention_impl = "auto"  # auto (cuDNN where it runs) | reference | xla | cudnn
     model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     return model

@@ -34,7 +34,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.attention import MultiHeadSelfAttention, init_kv_cache
+from seqjax.attention import (
+    DEFAULT_IMPLEMENTATION, MultiHeadSelfAttention, describe_implementation, init_kv_cache,
+)
 from seqjax.precision import compute_dtype, model_dtype_name
 from seqjax.positional import (
     LearnedPositionalEmbedding,
@@ -341,6 +343,16 @@ def from_config(model_config, vocab_size, context_length):
         use_bias=model_config.use_bias,
         tie_weights=model_config.tie_weights,
         positional=model_config.positional,
-        attention_impl=model_config.get("attention_impl", "auto"),
+        attention_impl=model_config.get("attention_impl", DEFAULT_IMPLEMENTATION),
         dtype=compute_dtype(model_dtype_name(model_config)),
     )
+
+
+def describe_attention(model_config):
+    """What the training step of the Transformer in ``model_config`` attends with on JAX's default
+    device, as one line (:func:`seqjax.attention.describe_implementation`); decoding with the
+    KV cache always runs the written-out equation."""
+    implementation = model_config.get("attention_impl", DEFAULT_IMPLEMENTATION)
+    dtype = compute_dtype(model_dtype_name(model_config))
+    head_dim = model_config.width // model_config.num_heads
+    return describe_implementation(implementation, dtype, head_dim)

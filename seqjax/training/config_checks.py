@@ -4,10 +4,12 @@
 sequence-task config against its task, :func:`check_mesh` the batch against the device mesh.
 """
 
+from seqjax.attention import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS
 from seqjax.errors import ConfigError
 from seqjax.models import MODEL_KINDS
 from seqjax.models.seq2seq import ATTENTIONS
 from seqjax.models.sequence_heads import DIRECTIONS, ENCODER_POSITIONALS, POOLINGS
+from seqjax.positional import POSITIONAL_KINDS
 from seqjax.precision import COMPUTE_DTYPES, model_dtype_name
 
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
@@ -56,6 +58,31 @@ def check_config(config):
                           f"{config.data.stream_reset_probability!r}")
     _check_dropout(config)
     _check_dtype(config)
+    if config.model.kind == "transformer":
+        _check_transformer_lm(config)
+
+
+def _check_transformer_lm(config):
+    """A decoder-only Transformer's sizes fit together and its choices exist."""
+    sizes = ("model.num_layers", "model.num_heads", "model.width", "model.mlp_ratio")
+    _check_positive_ints(config, sizes)
+    _check_choice(_get(config, "model.positional"), POSITIONAL_KINDS, "model.positional")
+    model = config.model
+    implementation = model.get("attention_impl", DEFAULT_IMPLEMENTATION)
+    if implementation not in IMPLEMENTATIONS:
+        names = ", ".join(name for name in IMPLEMENTATIONS if name)
+        raise ConfigError(
+            f"config.model.attention_impl must be one of {names}; got {implementation!r}")
+    head_dim, remainder = divmod(model.width, model.num_heads)
+    if remainder:
+        raise ConfigError(f"config.model.width ({model.width}) must be a multiple of "
+                          f"config.model.num_heads ({model.num_heads}): change either")
+    if model.positional == "sinusoidal" and model.width % 2:
+        raise ConfigError(
+            f"sinusoidal positions need an even config.model.width, got {model.width}")
+    if model.positional == "rotary" and head_dim % 2:
+        raise ConfigError(f"rotary positions need an even head size (config.model.width / "
+                          f"config.model.num_heads), got {head_dim}")
 
 
 def _check_dtype(config):

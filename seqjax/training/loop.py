@@ -107,7 +107,7 @@ def train_and_evaluate(config, workdir):
         step_fn = jax.jit(partial(train_step, training.loss, optimizer, config.seed),
                           donate_argnums=0, out_shardings=(shardings, replicated(mesh), replicated(mesh)))
         loop = TrainingLoop(config, workdir, training, mesh, checkpoints, schedule, best_val_loss,
-                            clock)
+                            clock, writes)
         return loop.run(step_fn, state)
 
 
@@ -115,10 +115,10 @@ class TrainingLoop:
     """The steps of one run from its current state to ``config.num_steps``."""
 
     def __init__(self, config, workdir, training, mesh, checkpoints, schedule, best_val_loss,
-                 clock):
+                 clock, writes):
         self.config, self.workdir, self.training, self.mesh = config, Path(workdir), training, mesh
         self.checkpoints, self.schedule, self.best_val_loss = checkpoints, schedule, best_val_loss
-        self.clock, self.writes = clock, jax.process_index() == 0
+        self.clock, self.writes = clock, writes  # process 0 writes metrics and timing
 
     def run(self, step_fn, state):
         config, start = self.config, int(host_value(state.step))

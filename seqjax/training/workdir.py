@@ -17,6 +17,7 @@ import socket
 import warnings
 from pathlib import Path
 
+from seqjax.attention import DEFAULT_IMPLEMENTATION
 from seqjax.errors import CheckpointMismatchError, WorkdirError
 from seqjax.precision import DEFAULT_COMPUTE_DTYPE
 
@@ -89,7 +90,7 @@ def disk_full_as_message(workdir, what):
 
 # Identity keys added after runs were first saved, with the value those runs used: a saved
 # config.json without one still matches a config that states the old value.
-ADDED_LATER = {"model": {"dtype": DEFAULT_COMPUTE_DTYPE}}
+ADDED_LATER = {"model": {"dtype": DEFAULT_COMPUTE_DTYPE, "attention_impl": DEFAULT_IMPLEMENTATION}}
 
 
 def _with_later_defaults(section, key):
