@@ -1,7 +1,10 @@
 """The benchmark harness: alternating timing, reports, and tiny end-to-end runs of the benchmarks."""
 
 import json
+import os
+import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -74,13 +77,19 @@ def test_report_on_disk_keeps_the_rows_of_a_run_cut_short(tmp_path):
     assert [row["row"] for row in content["rows"]] == [1, 2]
 
 
-def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path, capsys):
+def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path):
+    """Run as users run it, in a fresh process: the malloc setting must come before JAX starts
+    (a late call leaves XLA's threads page-faulting every step, and says so)."""
     out = tmp_path / "transformer.json"
     torch_missing = transformer.torch_device() is None
-    transformer.main(["--quick", "--repeats", "1", "--out", str(out)]
-                     + (["--no-torch"] if torch_missing else []))
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "experiments.benchmarks.transformer",
+         "--quick", "--repeats", "1", "--out", str(out)] + (["--no-torch"] if torch_missing else []),
+        cwd=REPO, capture_output=True, text=True, env=os.environ | {"JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["complete"] and report["settings"]["sizes"] == ["tiny"]
+    assert report["settings"]["malloc_keeps_freed_memory"] is True
     rows = report["rows"]
     assert [row["mode"] for row in rows] == ["train", "forward"]
     contenders = {"seqjax"} if torch_missing else {"seqjax", "torch"}
@@ -95,12 +104,24 @@ def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path, capsys)
         if not torch_missing:
             ratio = row["results"]["torch"]["median_s"] / row["results"]["seqjax"]["median_s"]
             assert row["ratios"]["torch"] == pytest.approx(ratio)
-    assert "| tiny | 2/2/16 | 2 x 8 | train |" in capsys.readouterr().out
+    assert "| tiny | 2/2/16 | 2 x 8 | train |" in result.stdout
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="a glibc malloc setting")
+def test_keeping_freed_memory_after_jax_started_warns_and_says_it_did_not_take():
+    program = ("import jax, warnings; jax.devices()\n"
+               "from experiments.freed_memory import keep_freed_memory\n"
+               "with warnings.catch_warnings(record=True) as caught:\n"
+               "    warnings.simplefilter('always')\n"
+               "    print(keep_freed_memory(), [str(w.message) for w in caught])")
+    result = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True,
+                            text=True, env=os.environ | {"JAX_PLATFORMS": "cpu"}, check=True)
+    assert result.stdout.startswith("False") and "call it before any JAX" in result.stdout
 
 
 def test_unknown_transformer_size_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="unknown sizes.*nanogpt_cpu"):
-        transformer.main(["--sizes", "huge", "--out", str(tmp_path / "x.json")])
+        transformer.main(["--sizes", "huge", "--default-malloc", "--out", str(tmp_path / "x.json")])
 
 
 def test_matmul_precision_is_left_alone_on_a_cpu():

@@ -186,6 +186,8 @@ def parse_args(argv):
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                         help="compute dtype (bfloat16: mixed precision, float32 parameters)")
     parser.add_argument("--no-torch", action="store_true", help="time seqjax alone")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (see experiments/freed_memory.py)")
     parser.add_argument("--quick", action="store_true", help="smoke run: size tiny, 2 repeats")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
     args = parser.parse_args(argv)
@@ -198,6 +200,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    malloc_tuned = False if args.default_malloc else keep_freed_memory()  # before JAX starts
     backend = jax.default_backend()
     sizes = args.sizes or ("tiny" if args.quick else DEFAULT_SIZES["cpu" if backend == "cpu" else "other"])
     sizes = [s for s in sizes.split(",") if s]
@@ -207,7 +210,6 @@ def main(argv=None):
     modes = [m for m in args.modes.split(",") if m]
     if set(modes) - set(MODES):
         raise SystemExit(f"unknown modes {sorted(set(modes) - set(MODES))}: choose from train, forward")
-    malloc_tuned = keep_freed_memory()
     precision = matmul_precision_for_backend(args.matmul_precision)
     device = None if args.no_torch else torch_device()
     environment = describe_environment()
