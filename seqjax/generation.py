@@ -30,7 +30,8 @@ def model_step_fn(model, variables):
     return step_fn
 
 
-def _check_sampling_options(temperature, top_k, top_p):
+def check_sampling_options(temperature, top_k, top_p):
+    """Raise a ``ValueError`` naming the range of the first option out of it."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     if top_k is not None and top_k < 1:
@@ -65,7 +66,7 @@ def sample_next(key, logits, *, temperature=1.0, top_k=None, top_p=None):
     The logits are divided by ``temperature``, then filtered by ``top_k``, then by ``top_p``
     (on the renormalised top-k distribution). ``temperature=0`` is greedy ``argmax``.
     """
-    _check_sampling_options(temperature, top_k, top_p)
+    check_sampling_options(temperature, top_k, top_p)
     if temperature == 0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits.astype(jnp.float32) / temperature
@@ -104,7 +105,7 @@ def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=
     ``state`` must have room for ``P + num_tokens`` tokens (``step_fn`` is called that many
     times); sampling options as :func:`sample_next`.
     """
-    _check_sampling_options(temperature, top_k, top_p)
+    check_sampling_options(temperature, top_k, top_p)
     logits, state = feed_prompt(step_fn, state, prompt)
 
     def sample_and_feed(carry, step_key):

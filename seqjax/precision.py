@@ -7,12 +7,19 @@ bfloat16's 8-bit mantissa would round away. Each model says which of its parts s
 the logits, as PyTorch's autocast does; for a recurrent layer: its carry, the LSTM's cell
 state included, and every gate nonlinearity).
 
+Every model's output layer (the logits' or predictions' product) multiplies in the compute
+dtype and returns float32 (:data:`float32_output_dot_general`), so the loss, a softmax over the
+vocabulary and a beam's log-probability are never rounded to bfloat16.
+
 The recurrent cells are pure functions of their parameter dict, so for them the policy is two
 functions: :func:`compute_weights` casts a cell's matrices to the compute dtype, and the cells
 multiply by them with :func:`matmul`, which rounds the other operand to the weights' dtype and
 returns float32. With float32 weights both are the identity.
 """
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -57,3 +64,8 @@ def einsum(spec, a, b, dtype):
     float32 (the hand-written gradients of :mod:`seqjax.fused_recurrence` use it)."""
     result = jnp.einsum(spec, a.astype(dtype), b.astype(dtype))
     return result.astype(jnp.promote_types(dtype, jnp.float32))
+
+
+# ``dot_general`` for a Flax layer whose result stays float32 (an output head): the product runs
+# in the layer's dtype and its float32 sum is returned unrounded. The identity in float32.
+float32_output_dot_general = partial(jax.lax.dot_general, preferred_element_type=jnp.float32)

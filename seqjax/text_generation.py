@@ -18,13 +18,14 @@ import ml_collections
 from seqjax.training.checkpoints import RunCheckpoints
 from seqjax.data import load_tokenizer
 from seqjax.errors import CheckpointMismatchError, SeqjaxError
-from seqjax.generation import beam_search, generate, model_step_fn
+from seqjax.generation import beam_search, check_sampling_options, generate, model_step_fn
 from seqjax.models import build_model
 
 
 class PromptError(SeqjaxError, ValueError):
     """The prompt or the decoding options do not fit this model (an empty prompt, a sliding
-    window's refill length outside the context, fewer than one beam)."""
+    window's refill length outside the context, a sampling option out of range, fewer than one
+    token or beam)."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,12 @@ def _window_options(run, refill_length, total_length):
     return () if refill_length is None else (("refill_length", refill_length),)
 
 
-def _prompt_ids(run, prompt):
-    """``int32 [P]``: the tokens of a non-empty ``prompt``."""
+def _prompt_ids(run, prompt, num_tokens):
+    """``int32 [P]``: the tokens of a non-empty ``prompt``, to be continued by ``num_tokens``."""
     if not prompt:
         raise PromptError("the prompt is empty: give at least one character, e.g. --prompt='\\n'")
+    if num_tokens < 1:
+        raise PromptError(f"num_tokens is {num_tokens}: generate at least 1 token")
     return jnp.asarray(run.tokenizer.encode(prompt), jnp.int32)
 
 
@@ -98,7 +101,11 @@ def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p
     (:func:`seqjax.models.transformer_lm.window_length`); ``refill_length`` is how many tokens
     the window keeps when it is full (default half the context).
     """
-    ids = _prompt_ids(run, prompt)[None, :]
+    try:
+        check_sampling_options(temperature, top_k, top_p)
+    except ValueError as error:
+        raise PromptError(str(error)) from None
+    ids = _prompt_ids(run, prompt, num_tokens)[None, :]
     tokens = _continue_tokens(
         run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
         temperature=float(temperature), top_k=top_k, top_p=top_p,
@@ -122,7 +129,7 @@ def beam_text(run, prompt, num_tokens, beam_size, *, refill_length=None):
     """
     if beam_size < 1:
         raise PromptError(f"beam_size is {beam_size}: search with at least 1 beam")
-    ids = _prompt_ids(run, prompt)
+    ids = _prompt_ids(run, prompt, num_tokens)
     tokens, log_prob = _beam_tokens(
         run.model, run.params, ids, num_tokens=num_tokens, beam_size=beam_size,
         window=_window_options(run, refill_length, ids.shape[0] + num_tokens),

@@ -129,6 +129,11 @@ def test_sample_refuses_sampling_flags_beside_beam_search(trained_run):
     assert_one_line_error(result, "--temperature --top_k would be ignored", "remove --beam_size")
 
 
+def test_sample_names_an_out_of_range_sampling_option(trained_run):
+    result = run_cli("experiments.sample", f"--workdir={trained_run / 'run'}", "--top_p=0")
+    assert_one_line_error(result, "top_p must be in (0, 1]")
+
+
 def test_train_stores_its_compiled_programs(trained_run):
     assert any((trained_run / "compilation").iterdir())
 

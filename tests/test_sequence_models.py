@@ -298,9 +298,9 @@ BFLOAT16_MODELS = {  # (task, model config): every encoder family, head kind and
 
 
 @pytest.mark.parametrize("name", list(BFLOAT16_MODELS))
-def test_bfloat16_models_keep_float32_params_outputs_and_gradients(name):
+def test_bfloat16_models_keep_float32_params_and_unrounded_outputs(name):
     """``model.dtype = "bfloat16"``: the same float32 parameters, bfloat16 products, float32
-    outputs within bfloat16's rounding of float32's, float32 gradients."""
+    outputs within bfloat16's rounding of float32's and not rounded to bfloat16 themselves."""
     task_name, config = BFLOAT16_MODELS[name]
     task = get_task(task_name, max_length=6)
     build = seq2seq_from_config if task.kind == "seq2seq" else sequence_model_from_config
@@ -318,6 +318,4 @@ def test_bfloat16_models_keep_float32_params_outputs_and_gradients(name):
     outputs, reference = apply(mixed, variables, *args), apply(model, variables, *args)
     assert outputs.dtype == jnp.float32
     np.testing.assert_allclose(outputs, reference, atol=0.02 * float(np.abs(reference).max()))
-    gradients = jax.jit(jax.grad(
-        lambda params: jnp.sum(mixed.apply({"params": params}, *args) ** 2)))(variables["params"])
-    assert {leaf.dtype for leaf in jax.tree.leaves(gradients)} == {jnp.dtype("float32")}
+    assert not np.array_equal(outputs, outputs.astype(jnp.bfloat16).astype(jnp.float32))

@@ -96,6 +96,11 @@ def test_bfloat16_fused_lstm_trains_like_float32(tmp_path, corpus):
     losses = train_in_float32_and_bfloat16(tmp_path, corpus, num_steps=60, learning_rate=2e-2)
     # Measured: at most 0.054% apart step by step, final losses 2.29980 and 2.29981.
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.01)
+    run = load_run(tmp_path / "bfloat16")
+    tokens = jnp.asarray(run.tokenizer.encode("the cat"), jnp.int32)[None, :]
+    logits, _ = run.model.apply({"params": run.params}, tokens, run.model.initial_carry(1))
+    # The head's bfloat16 product returns its float32 sum, not rounded to 8 mantissa bits.
+    assert not np.array_equal(logits, logits.astype(jnp.bfloat16).astype(jnp.float32))
 
 
 def interrupt_at(monkeypatch, step_to_fail):
@@ -205,6 +210,11 @@ def test_sampling_carries_state_and_temperature_zero_is_deterministic(tmp_path, 
         continue_text(run, "the ", 20, refill_length=8)
     with pytest.raises(PromptError, match="refill_length applies to Transformers"):
         beam_text(run, "the ", 20, 2, refill_length=8)
+    for generate_text in (continue_text, partial(beam_text, beam_size=2)):
+        with pytest.raises(PromptError, match="num_tokens is 0: generate at least 1 token"):
+            generate_text(run, "the ", 0)
+    with pytest.raises(PromptError, match="top_k must be >= 1"):
+        continue_text(run, "the ", 5, top_k=0)
 
 
 def test_beam_text_returns_the_log_probability_of_its_text(tmp_path, corpus):

@@ -60,7 +60,7 @@ def transformer_model(num_layers=4, num_heads=4, width=128, dropout=0.0, use_bia
     model.num_heads = num_heads  # attention heads per block
     model.width = width  # residual stream width H
     model.mlp_ratio = 4  # MLP hidden width = mlp_ratio * H
-    model.dropout = dropout  # on attention weights, residual branches and embeddings
+    model.dropout = dropout  # on the embeddings and each residual branch's output
     model.use_bias = use_bias  # biases in Dense and LayerNorm layers
     model.tie_weights = True  # head shares the token embedding matrix
     model.positional = "learned"  # learned | sinusoidal | rotary

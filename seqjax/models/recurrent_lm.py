@@ -19,7 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqjax.precision import compute_dtype, model_dtype_name
+from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
 from seqjax.recurrent_modules import StackedRecurrent
 
 
@@ -51,7 +51,8 @@ class RecurrentLM(nn.Module):
         x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
         carry, hs = self._stack(name="recurrent")(x, carry, deterministic=deterministic)
         hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
-        logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")(hs)
+        logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head",
+                          dot_general=float32_output_dot_general)(hs)
         return logits.astype(jnp.float32), carry
 
     def init_decode_state(self, batch_size, max_length=None):

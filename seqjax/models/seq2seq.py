@@ -45,7 +45,7 @@ from seqjax.models.sequence_heads import (
     MultiHeadAttention, PositionalInput, RecurrentEncoder, TransformerEncoder, key_padding_mask,
 )
 from seqjax.models.transformer_lm import INIT_STD, MLP
-from seqjax.precision import compute_dtype, model_dtype_name
+from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
 from seqjax.recurrent_modules import RecurrentCell
 from seqjax.tasks.vocabulary import BOS, EOS
 
@@ -116,7 +116,8 @@ class RecurrentDecoderStep(nn.Module):
         combined = nn.Dense(self.hidden_size, dtype=self.dtype, name="combine")(
             jnp.concatenate([hidden, context, embedded], axis=-1)
         )
-        logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head")(jnp.tanh(combined))
+        logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head",
+                          dot_general=float32_output_dot_general)(jnp.tanh(combined))
         return carry, logits.astype(jnp.float32)
 
 
@@ -225,7 +226,7 @@ class TransformerSeq2Seq(nn.Module):
         ]
         self.final_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
         self.head = nn.Dense(self.vocab_size, kernel_init=nn.initializers.normal(INIT_STD),
-                             dtype=self.dtype)
+                             dtype=self.dtype, dot_general=float32_output_dot_general)
 
     def decode(self, decoder_inputs, memory, memory_mask, *, deterministic=True):
         """``decoder_inputs [B, T]`` with encoder ``memory [B, S, W]`` -> ``logits [B, T, V]``."""

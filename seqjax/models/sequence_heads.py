@@ -28,7 +28,7 @@ from seqjax.attention import HeadsProjection, MergeHeadsProjection, multi_head_a
 from seqjax.cells import get_cell
 from seqjax.models.transformer_lm import INIT_STD, MLP
 from seqjax.positional import LearnedPositionalEmbedding, sinusoidal_features
-from seqjax.precision import compute_dtype, model_dtype_name
+from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
 from seqjax.recurrent_modules import Bidirectional, Recurrent
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
@@ -228,7 +228,9 @@ class ManyToOne(nn.Module):
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
         _, summary = self.encoder(inputs, lengths, deterministic=deterministic)
-        return nn.Dense(self.output_size, dtype=self.dtype, name="head")(summary).astype(jnp.float32)
+        head = nn.Dense(self.output_size, dtype=self.dtype, name="head",
+                        dot_general=float32_output_dot_general)
+        return head(summary).astype(jnp.float32)
 
 
 class ManyToMany(nn.Module):
@@ -241,7 +243,9 @@ class ManyToMany(nn.Module):
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
         states, _ = self.encoder(inputs, lengths, deterministic=deterministic)
-        return nn.Dense(self.output_size, dtype=self.dtype, name="head")(states).astype(jnp.float32)
+        head = nn.Dense(self.output_size, dtype=self.dtype, name="head",
+                        dot_general=float32_output_dot_general)
+        return head(states).astype(jnp.float32)
 
 
 def encoder_from_config(model_config, vocab_size, max_length, full_length=False, mesh=None):

@@ -22,9 +22,9 @@ step. Both have the ``step_fn(state, token) -> (logits, state)`` signature of
 the window slides by the rule of :func:`window_length`. Learned and sinusoidal positions
 are absolute within the window, so a cache cannot simply drop its oldest token; instead,
 when the cache is full it is rebuilt from the window's last ``refill_length`` tokens
-(``context_length - 1``: nanoGPT's rule of cropping to the last ``context_length`` tokens at
-every step; the default ``context_length // 2`` rebuilds once every ``context_length // 2``
-tokens).
+once every ``context_length - refill_length`` tokens (``context_length - 1``: nanoGPT's rule
+of cropping to the last ``context_length`` tokens at every step; the default is
+``context_length // 2``).
 """
 
 import math
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from seqjax.attention import (
     DEFAULT_IMPLEMENTATION, MultiHeadSelfAttention, describe_implementation, init_kv_cache,
 )
-from seqjax.precision import compute_dtype, model_dtype_name
+from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
 from seqjax.positional import (
     LearnedPositionalEmbedding,
     check_positional_kind,
@@ -160,7 +160,7 @@ class TransformerLM(nn.Module):
         self.final_norm = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, dtype=self.dtype)
         if not self.tie_weights:
             self.head = nn.Dense(self.vocab_size, use_bias=False, kernel_init=normal,
-                                 dtype=self.dtype)
+                                 dtype=self.dtype, dot_general=float32_output_dot_general)
 
     def _embed(self, tokens, positions):
         """Token embeddings plus additive positions (none for rotary): ``[B, T] -> [B, T, W]``."""
@@ -172,11 +172,12 @@ class TransformerLM(nn.Module):
         return x
 
     def _logits(self, x):
-        """float32 logits; the head's matrix product runs in ``dtype``."""
-        x = self.final_norm(x)
+        """float32 logits: the head's matrix product runs in ``dtype`` and returns its float32
+        sum unrounded."""
+        x = self.final_norm(x).astype(self.dtype)
         if self.tie_weights:
             embedding = self.token_embedding.embedding.astype(self.dtype)
-            return jnp.einsum("...w,vw->...v", x, embedding).astype(jnp.float32)
+            return jnp.einsum("...w,vw->...v", x, embedding, preferred_element_type=jnp.float32)
         return self.head(x).astype(jnp.float32)
 
     def __call__(self, tokens, carry=None, *, deterministic=True):
@@ -232,6 +233,8 @@ class TransformerLM(nn.Module):
         ``refill_length`` tokens fed (``"recent": [B, refill_length]``), from which
         :meth:`decode_step` rebuilds the cache when it is full (:func:`window_length`).
         """
+        if refill_length is not None:  # checked even where the window will not slide
+            self.checked_refill_length(refill_length)
         length = min(max_length, self.context_length)
         state = {"layers": self._empty_caches(batch_size, length),
                  "position": jnp.zeros((), jnp.int32)}
@@ -275,7 +278,9 @@ class TransformerLM(nn.Module):
         ``context_length`` slots of padding when the window slides), how many
         (``"position"``), the current window's length and ``refill_length``."""
         sliding = max_length > self.context_length
-        refill_length = self.checked_refill_length(refill_length) if sliding else 0  # 0: never used
+        if sliding or refill_length is not None:
+            refill_length = self.checked_refill_length(refill_length)
+        refill_length = refill_length if sliding else 0  # 0: never used
         return {
             "tokens": jnp.zeros(
                 (batch_size, max_length + (self.context_length if sliding else 0)), jnp.int32
