@@ -1,6 +1,7 @@
 """Keep the memory XLA:CPU frees for its next use: one malloc setting for a whole process.
 
-The training command and the benchmarks call :func:`keep_freed_memory` first thing.
+The command-line tools that train or time (train, task_table, the reproductions, the benchmarks)
+call :func:`keep_freed_memory` first thing.
 """
 
 import ctypes

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from experiments.benchmarks.environment import describe_environment
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
+from experiments.freed_memory import keep_freed_memory
 from seqjax.generation import generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM
 
@@ -125,6 +126,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    malloc_tuned = keep_freed_memory()  # before JAX starts its threads
     model = TransformerLM(context_length=args.context_length, **MODEL)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))
     environment = describe_environment()
@@ -133,7 +135,8 @@ def main(argv=None):
     settings = {"model": {**MODEL, "context_length": args.context_length},
                 "batch_size": 1, "prompt_length": 1, "decoding": "greedy",
                 "refill_length": model.checked_refill_length(args.refill_length),
-                "repeats": args.repeats, "warmup": args.warmup}
+                "repeats": args.repeats, "warmup": args.warmup,
+                "malloc_keeps_freed_memory": malloc_tuned}
     report = Report(args.out, "decode_speed", environment, settings)
     for n in args.num_tokens:
         report.add_rows([benchmark_length(model, variables, n, args.repeats, args.warmup,

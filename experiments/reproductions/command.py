@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from experiments.benchmarks.environment import describe_environment
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
+from experiments.freed_memory import keep_freed_memory
 from seqjax.errors import ConfigError
 
 
@@ -92,6 +93,7 @@ def main(module):
 
     def command(argv):
         del argv
+        keep_freed_memory()  # XLA:CPU's buffers stay mapped from step to step (Linux, glibc)
         logging.set_verbosity(logging.WARNING)
         enable_compilation_cache(flags.FLAGS.compilation_cache)
         with user_errors_as_messages(name):
