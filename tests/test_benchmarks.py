@@ -155,7 +155,8 @@ def test_baseline_revision_is_timed_beside_seqjax(tmp_path):
 @pytest.mark.skipif(not _in_git_checkout(), reason="needs the project's git history")
 def test_unknown_baseline_revision_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot read seqjax/fused_recurrence.py at revision 'no-such-rev'"):
-        recurrent.main(["--quick", "--baseline", "no-such-rev", "--out", str(tmp_path / "x.json")])
+        recurrent.main(["--quick", "--baseline", "no-such-rev", "--default-malloc",
+                        "--out", str(tmp_path / "x.json")])
 
 
 def test_quick_recurrent_benchmark_in_bfloat16_runs_every_peer(tmp_path):
