@@ -1,16 +1,20 @@
 """Attention and positional encodings against NumPy float64 references."""
 
+import re
 import types
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import seqjax.attention as attention_module
 from seqjax.attention import (
     MultiHeadSelfAttention,
     attend,
     cached_attention,
+    causal_attention_by_query_blocks,
     causal_mask,
     describe_implementation,
     exact_match_weights,
@@ -92,6 +96,37 @@ def test_reference_matches_jax_dot_product_attention(causal):
     reference = multi_head_attention(q, k, v, causal=causal, mask=mask)
     fused = multi_head_attention(q, k, v, causal=causal, mask=mask, implementation="xla")
     np.testing.assert_allclose(reference, fused, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("length, block", [(10, 4), (12, 4), (7, 7), (9, 16)])
+def test_causal_attention_by_query_blocks_is_the_causal_equation(length, block):
+    q, k, v = (random_normal(i, (2, length, 3, 8)) for i in range(3))
+
+    def whole(q, k, v):
+        swap = attention_module._swap_time_and_heads
+        heads = scaled_dot_product_attention(swap(q), swap(k), swap(v), causal_mask(length, length))
+        return swap(heads)
+
+    def blocks(q, k, v):
+        return causal_attention_by_query_blocks(q, k, v, block)
+
+    np.testing.assert_allclose(blocks(q, k, v), whole(q, k, v), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.grad(lambda *x: jnp.sum(blocks(*x) ** 2), argnums=(0, 1, 2))(q, k, v),
+                    jax.grad(lambda *x: jnp.sum(whole(*x) ** 2), argnums=(0, 1, 2))(q, k, v)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="query blocks are the CPU's path")
+def test_long_causal_self_attention_runs_by_query_blocks_on_a_cpu():
+    length = 2 * attention_module.CAUSAL_QUERY_BLOCK + 3
+    q, k, v = (random_normal(i, (1, length, 2, 8)) for i in range(3))
+    causal = jax.jit(partial(multi_head_attention, causal=True))
+    score_shapes = set(re.findall(r"tensor<1x2x(\d+)x(\d+)xf32>", causal.lower(q, k, v).as_text()))
+    block = attention_module.CAUSAL_QUERY_BLOCK
+    assert {(str(block), str(block)), (str(block), str(2 * block))} <= score_shapes  # 2 blocks
+    assert (str(length), str(length)) not in score_shapes  # no full [T, T] score matrix
+    padded = multi_head_attention(q, k, v, mask=causal_mask(length, length)[None, None])
+    np.testing.assert_allclose(causal(q, k, v), padded, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs a GPU")
