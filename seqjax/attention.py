@@ -131,25 +131,34 @@ def choose_implementation(implementation, dtype, head_dim, mask=None, device=Non
 
 def describe_implementation(implementation, dtype, head_dim):
     """One line for a run's log: what causal self-attention on JAX's default device computes
-    with, and, where ``"auto"`` falls back to the equation, what keeps cuDNN out."""
+    with, and what keeps cuDNN's flash attention out where it does not run."""
     chosen = choose_implementation(implementation, dtype, head_dim)
-    if chosen == "cudnn":
-        return f"cuDNN's flash attention ({jnp.dtype(dtype).name}, head size {head_dim})"
+    if chosen == "cudnn":  # float32 inputs run in bfloat16 (_fused_attention)
+        runs_in = "float16" if jnp.dtype(dtype) == jnp.float16 else "bfloat16"
+        blockers = _cudnn_blockers(runs_in, head_dim)
+        out = f": it cannot run here, {', '.join(blockers)}" if blockers else ""
+        return f"cuDNN's flash attention ({runs_in}, head size {head_dim}){out}"
     if chosen != "reference":
         return f"jax.nn.dot_product_attention(implementation={chosen!r})"
     equation = "the written-out softmax(QK^T/sqrt(d_k))V"
     if implementation != "auto":
         return equation
+    blockers = ", ".join(_cudnn_blockers(dtype, head_dim))
+    return f"{equation}; cuDNN's flash attention is out: {blockers}"
+
+
+def _cudnn_blockers(dtype, head_dim):
+    """What keeps cuDNN's flash attention from inputs of ``dtype`` and ``head_dim`` here."""
     gpu = default_gpu()
-    blockers = [
-        f"{jnp.dtype(dtype).name} (it takes model.dtype=bfloat16)"
-        if jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16) else "",
-        f"head size {head_dim} (it takes multiples of 8 up to 128)"
-        if head_dim not in CUDNN_HEAD_DIMS else "",
-        "no NVIDIA GPU of compute capability 8.0 or more"
-        if gpu is None or not cudnn_runs(gpu, jnp.bfloat16, 8) else "",
-    ]
-    return f"{equation}; cuDNN's flash attention is out: {', '.join(b for b in blockers if b)}"
+    no_gpu = gpu is None or not cudnn_runs(gpu, jnp.bfloat16, CUDNN_HEAD_DIMS[0])
+    reasons = (
+        (f"{jnp.dtype(dtype).name} (it takes model.dtype=bfloat16)",
+         jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16)),
+        (f"head size {head_dim} (it takes multiples of 8 up to 128)",
+         head_dim not in CUDNN_HEAD_DIMS),
+        (f"no NVIDIA GPU of compute capability {CUDNN_MIN_COMPUTE_CAPABILITY} or more", no_gpu),
+    )
+    return [reason for reason, applies in reasons if applies]
 
 
 def multi_head_attention(q, k, v, *, causal=False, mask=None, implementation="reference"):

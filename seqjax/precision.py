@@ -66,6 +66,32 @@ def einsum(spec, a, b, dtype):
     return result.astype(jnp.promote_types(dtype, jnp.float32))
 
 
-# ``dot_general`` for a Flax layer whose result stays float32 (an output head): the product runs
-# in the layer's dtype and its float32 sum is returned unrounded. The identity in float32.
-float32_output_dot_general = partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+def float32_output_dot_general(lhs, rhs, dimension_numbers, precision=None,
+                               preferred_element_type=None):
+    """``jax.lax.dot_general`` for an output head (a Flax layer's ``dot_general``): the product
+    runs in the operands' dtype and returns its float32 sum unrounded; its two gradient
+    products run in the operands' dtype too (the float32 cotangent is rounded to it, as under
+    PyTorch's autocast). The plain product in float32."""
+    del preferred_element_type  # always float32
+    return _float32_output_product(lhs, rhs, dimension_numbers, precision)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _float32_output_product(lhs, rhs, dimension_numbers, precision):
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision,
+                               preferred_element_type=jnp.float32)
+
+
+def _float32_output_product_forward(lhs, rhs, dimension_numbers, precision):
+    return _float32_output_product(lhs, rhs, dimension_numbers, precision), (lhs, rhs)
+
+
+def _float32_output_product_backward(dimension_numbers, precision, operands, cotangent):
+    lhs, rhs = operands
+    product = partial(jax.lax.dot_general, dimension_numbers=dimension_numbers,
+                      precision=precision)
+    _, gradients = jax.vjp(product, lhs, rhs)
+    return gradients(cotangent.astype(jnp.result_type(lhs, rhs)))
+
+
+_float32_output_product.defvjp(_float32_output_product_forward, _float32_output_product_backward)

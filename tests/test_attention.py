@@ -159,10 +159,8 @@ def test_auto_takes_cudnn_only_where_its_flash_attention_runs():
 
 
 def test_a_run_is_told_which_attention_it_gets_and_what_keeps_cudnn_out(monkeypatch):
-    from seqjax import attention
-
     hopper = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
-    monkeypatch.setattr(attention, "default_gpu", lambda: hopper)
+    monkeypatch.setattr(attention_module, "default_gpu", lambda: hopper)
     assert describe_implementation("auto", jnp.bfloat16, 64) == (
         "cuDNN's flash attention (bfloat16, head size 64)")
     assert describe_implementation("auto", jnp.float32, 60) == (
@@ -172,18 +170,20 @@ def test_a_run_is_told_which_attention_it_gets_and_what_keeps_cudnn_out(monkeypa
         "the written-out softmax(QK^T/sqrt(d_k))V")
     assert describe_implementation("xla", jnp.float32, 64) == (
         "jax.nn.dot_product_attention(implementation='xla')")
-    monkeypatch.setattr(attention, "default_gpu", lambda: None)
+    assert describe_implementation("cudnn", jnp.float32, 64) == (
+        "cuDNN's flash attention (bfloat16, head size 64)")  # float32 inputs run in bfloat16
+    monkeypatch.setattr(attention_module, "default_gpu", lambda: None)
     assert describe_implementation("auto", jnp.bfloat16, 64).endswith(
         "is out: no NVIDIA GPU of compute capability 8.0 or more")
+    assert describe_implementation("cudnn", jnp.bfloat16, 64).endswith(
+        ": it cannot run here, no NVIDIA GPU of compute capability 8.0 or more")
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="lowers for the CPU beside a (pretend) GPU")
 def test_auto_lowered_for_a_cpu_runs_the_reference_even_where_a_gpu_is_there(monkeypatch):
-    from seqjax import attention
-
     hopper = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
-    monkeypatch.setattr(attention, "default_gpu", lambda: hopper)
-    monkeypatch.setattr(attention, "_fused_attention",  # stands in for cuDNN's kernel
+    monkeypatch.setattr(attention_module, "default_gpu", lambda: hopper)
+    monkeypatch.setattr(attention_module, "_fused_attention",  # stands in for cuDNN's kernel
                         lambda q, k, v, **_: jnp.full(q.shape, jnp.nan, q.dtype))
     q, k, v = (random_normal(i, (2, 8, 2, 64)).astype(jnp.bfloat16) for i in range(3))
     reference = multi_head_attention(q, k, v, causal=True)

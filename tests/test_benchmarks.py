@@ -83,7 +83,8 @@ def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path):
     out = tmp_path / "transformer.json"
     torch_missing = transformer.torch_device() is None
     result = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-m", "experiments.benchmarks.transformer",
+        [sys.executable, "-W", "error:keep_freed_memory:RuntimeWarning", "-m",
+         "experiments.benchmarks.transformer",
          "--quick", "--repeats", "1", "--out", str(out)] + (["--no-torch"] if torch_missing else []),
         cwd=REPO, capture_output=True, text=True, env=os.environ | {"JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr

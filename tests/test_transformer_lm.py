@@ -12,6 +12,7 @@ import pytest
 from seqjax.generation import beam_search, generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
 from seqjax.positional import POSITIONAL_KINDS
+from seqjax.precision import float32_output_dot_general
 
 VOCAB_SIZE, CONTEXT_LENGTH = 11, 12
 
@@ -199,9 +200,14 @@ def test_bfloat16_runs_the_products_in_bfloat16_with_float32_params_and_logits(t
     variables = model.init(jax.random.PRNGKey(0), tokens)
     assert jax.eval_shape(mixed.init, jax.random.PRNGKey(0), tokens) == jax.eval_shape(
         model.init, jax.random.PRNGKey(0), tokens)  # float32 params, same tree
-    hlo = jax.jit(mixed.apply).lower(variables, tokens).as_text()
+
+    def loss(params):
+        logits, _ = mixed.apply({"params": params}, tokens)
+        return jnp.mean(jax.nn.logsumexp(logits, axis=-1))
+
+    hlo = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
     operands = re.findall(r"dot_general[^\n]*: \((tensor<[^)]*)\)", hlo)
-    assert operands and all("f32>" not in pair for pair in operands)  # every product in bf16
+    assert operands and all("f32>" not in pair for pair in operands)  # forward and backward
     logits, _ = mixed.apply(variables, tokens)
     reference, _ = model.apply(variables, tokens)
     assert logits.dtype == jnp.float32
@@ -294,3 +300,37 @@ def test_from_config_reads_model_fields():
     config.kind = "rnn"
     with pytest.raises(ValueError, match="transformer"):
         from_config(config, vocab_size=VOCAB_SIZE, context_length=32)
+
+
+def test_the_float32_output_product_and_its_gradients():
+    """Float32 operands: exactly ``dot_general``. bfloat16 operands: float32 sums out, and
+    gradient products in bfloat16 from the cotangent rounded to it."""
+    a, b = random_normal_pair(7)
+    numbers = (((1,), (1,)), ((), ()))
+
+    def through(product, a, b):
+        return jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(product(a, b, numbers))),
+                                  argnums=(0, 1))(a, b)
+
+    (value, grads), (expected, expected_grads) = (
+        through(float32_output_dot_general, a, b), through(jax.lax.dot_general, a, b))
+    np.testing.assert_array_equal(value, expected)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_array_equal(got, want)
+    a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+    out = float32_output_dot_general(a16, b16, numbers)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, jax.lax.dot_general(a16.astype(jnp.float32),
+                                                        b16.astype(jnp.float32), numbers),
+                               rtol=1e-5)  # the float32 sum of the bfloat16 operands
+    cotangent = jnp.cos(out)
+    _, vjp = jax.vjp(lambda a, b: float32_output_dot_general(a, b, numbers), a16, b16)
+    _, vjp16 = jax.vjp(lambda a, b: jax.lax.dot_general(a, b, numbers), a16, b16)
+    for got, want in zip(vjp(cotangent), vjp16(cotangent.astype(jnp.bfloat16))):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(got, want)
+
+
+def random_normal_pair(seed):
+    first, second = jax.random.split(jax.random.PRNGKey(seed))
+    return jax.random.normal(first, (5, 12)), jax.random.normal(second, (7, 12))

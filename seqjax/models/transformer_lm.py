@@ -177,7 +177,7 @@ class TransformerLM(nn.Module):
         x = self.final_norm(x).astype(self.dtype)
         if self.tie_weights:
             embedding = self.token_embedding.embedding.astype(self.dtype)
-            return jnp.einsum("...w,vw->...v", x, embedding, preferred_element_type=jnp.float32)
+            return float32_output_dot_general(x, embedding, (((x.ndim - 1,), (1,)), ((), ())))
         return self.head(x).astype(jnp.float32)
 
     def __call__(self, tokens, carry=None, *, deterministic=True):
@@ -233,15 +233,20 @@ class TransformerLM(nn.Module):
         ``refill_length`` tokens fed (``"recent": [B, refill_length]``), from which
         :meth:`decode_step` rebuilds the cache when it is full (:func:`window_length`).
         """
-        if refill_length is not None:  # checked even where the window will not slide
-            self.checked_refill_length(refill_length)
+        refill_length = self._window_refill_length(max_length, refill_length)
         length = min(max_length, self.context_length)
         state = {"layers": self._empty_caches(batch_size, length),
                  "position": jnp.zeros((), jnp.int32)}
-        if max_length > self.context_length:
-            state["recent"] = jnp.zeros((batch_size, self.checked_refill_length(refill_length)),
-                                        jnp.int32)
+        if refill_length:
+            state["recent"] = jnp.zeros((batch_size, refill_length), jnp.int32)
         return state
+
+    def _window_refill_length(self, max_length, refill_length):
+        """``refill_length`` checked (even where the window will not slide), or its default;
+        0 when ``max_length`` tokens fit the context and the window never slides."""
+        if max_length > self.context_length or refill_length is not None:
+            refill_length = self.checked_refill_length(refill_length)
+        return refill_length if max_length > self.context_length else 0
 
     def _decode_tokens(self, layers, tokens, position):
         """Feed ``tokens: [B, S]`` at ``position..`` through the cached blocks ->
@@ -278,9 +283,7 @@ class TransformerLM(nn.Module):
         ``context_length`` slots of padding when the window slides), how many
         (``"position"``), the current window's length and ``refill_length``."""
         sliding = max_length > self.context_length
-        if sliding or refill_length is not None:
-            refill_length = self.checked_refill_length(refill_length)
-        refill_length = refill_length if sliding else 0  # 0: never used
+        refill_length = self._window_refill_length(max_length, refill_length)  # 0: never used
         return {
             "tokens": jnp.zeros(
                 (batch_size, max_length + (self.context_length if sliding else 0)), jnp.int32
