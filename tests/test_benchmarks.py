@@ -85,12 +85,14 @@ def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path):
     result = subprocess.run(
         [sys.executable, "-W", "error:keep_freed_memory:RuntimeWarning", "-m",
          "experiments.benchmarks.transformer",
-         "--quick", "--repeats", "1", "--out", str(out)] + (["--no-torch"] if torch_missing else []),
+         "--quick", "--repeats", "1", "--idle-gate", "1.0", "--out", str(out)]
+        + (["--no-torch"] if torch_missing else []),
         cwd=REPO, capture_output=True, text=True, env=os.environ | {"JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["complete"] and report["settings"]["sizes"] == ["tiny"]
     assert report["settings"]["malloc_keeps_freed_memory"] is True
+    assert report["settings"]["idle_gate"] == 1.0
     rows = report["rows"]
     assert [row["mode"] for row in rows] == ["train", "forward"]
     contenders = {"seqjax"} if torch_missing else {"seqjax", "torch"}
@@ -98,6 +100,7 @@ def test_quick_transformer_benchmark_times_seqjax_beside_torch(tmp_path):
         size = (row["num_layers"], row["num_heads"], row["width"], row["batch"], row["length"])
         assert size == transformer.SIZES["tiny"]
         assert row["attention_runs"] == "not cudnn"  # "auto" in float32 keeps the equation
+        assert len(row["cpu_busy_before_rounds"]) == 1  # the gate measured before the round
         assert set(row["results"]) == contenders
         for figures in row["results"].values():
             assert figures["median_s"] > 0 and figures["first_call_s"] > 0

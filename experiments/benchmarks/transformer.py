@@ -6,6 +6,7 @@ Usage (one command; the same on CPU, GPU and TPU)::
     python -m experiments.benchmarks.transformer --quick          # tiny smoke run, seconds
     python -m experiments.benchmarks.transformer --sizes nanogpt_cpu --repeats 20
     python -m experiments.benchmarks.transformer --dtype bfloat16  # mixed precision
+    python -m experiments.benchmarks.transformer --idle-gate 0.1   # on a shared machine
 
 Both models are nanoGPT's GPT: token + learned position embedding, pre-LayerNorm blocks
 (causal multi-head self-attention, MLP with exact GELU), final LayerNorm, head tied to the
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.benchmarks.environment import (
-    describe_environment, matmul_precision_for_backend, torch_device,
+    describe_environment, matmul_precision_for_backend, torch_device, wait_for_idle_cpu,
 )
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating, torch_candidates
@@ -134,14 +135,19 @@ def benchmark_size(name, modes, device, args):
         built["torch"] = torch_contender(size, data, device, args.dtype)
     rows = []
     for mode in modes:
+        busy_before_rounds = []
+        before_round = None
+        if args.idle_gate is not None:
+            before_round = lambda: busy_before_rounds.append(wait_for_idle_cpu(args.idle_gate))
         timings = measure_alternating([b[mode] for b in built.values()], repeats=args.repeats,
-                                      warmup=args.warmup)
+                                      warmup=args.warmup, before_round=before_round)
         results = {contender: {**timing.summary(), "tokens_per_s": batch * length / timing.median_s}
                    for contender, timing in timings.items()}
         ratios = {"torch": timings["torch"].median_s / timings["seqjax"].median_s} if device else {}
         rows.append({"size": name, "num_layers": num_layers, "num_heads": num_heads,
                      "width": width, "batch": batch, "length": length, "mode": mode,
-                     "results": results, "ratios": ratios})
+                     "results": results, "ratios": ratios,
+                     "cpu_busy_before_rounds": busy_before_rounds})
         print(f"  {name} {mode}: " + ", ".join(
             f"{contender} {timing.median_s * 1e3:.1f} ms (first call {timing.first_call_s:.1f} s)"
             for contender, timing in timings.items()
@@ -185,6 +191,9 @@ def parse_args(argv):
                              "TensorFloat-32 on GPUs that have it")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                         help="compute dtype (bfloat16: mixed precision, float32 parameters)")
+    parser.add_argument("--idle-gate", type=float, default=None, metavar="BUSY",
+                        help="on a shared machine: before each timed round, wait (up to 2 min) until "
+                             "the CPUs are at most this busy, e.g. 0.1")
     parser.add_argument("--no-torch", action="store_true", help="time seqjax alone")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (see experiments/freed_memory.py)")
@@ -217,6 +226,7 @@ def main(argv=None):
           file=sys.stderr)
     settings = {"repeats": args.repeats, "warmup": args.warmup, "sizes": sizes,
                 "attention_impl": args.attention_impl, "matmul_precision": precision,
+                "idle_gate": args.idle_gate,
                 "dtype": args.dtype,
                 "torch_device": device, "malloc_keeps_freed_memory": malloc_tuned}
     report = Report(args.out, "transformer", environment, settings)
