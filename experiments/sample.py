@@ -30,7 +30,8 @@ flags.DEFINE_integer("beam_size", None, "Beam search with this many beams (1 is 
                      "instead of sampling.", lower_bound=1)
 flags.DEFINE_integer("refill_length", None, "Transformers: how many tokens the sliding context "
                      "window keeps when it is full (default half the context; context - 1 is "
-                     "nanoGPT's rule).", lower_bound=1)
+                     "nanoGPT's rule). Left out, rotary positions slide a ring-buffer cache "
+                     "over the last context tokens instead.", lower_bound=1)
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint: the lowest "
                   "validation loss, or the last one saved.")
 flags.mark_flag_as_required("workdir")

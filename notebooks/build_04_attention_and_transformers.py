@@ -63,7 +63,7 @@ CELLS = [
                                   attend, attention_weights, causal_mask, exact_match_weights,
                                   multi_head_attention, scaled_dot_product_attention)
     from seqjax.data import resolve_data_dir
-    from seqjax.generation import generate, model_step_fn
+    from seqjax.generation import fed_length, generate, model_step_fn
     from seqjax.losses import nats_to_bits
     from seqjax.training.metrics_log import read_metrics
     from seqjax.models.transformer_lm import MLP, TransformerBlock
@@ -406,7 +406,7 @@ CELLS = [
             logits, state = model_step(state, token)
             return logits / temperature, state
 
-        state = run.model.init_decode_state(prompt.shape[0], prompt.shape[1] + num_tokens)
+        state = run.model.init_decode_state(prompt.shape[0], fed_length(prompt.shape[1], num_tokens))
         return generate(step_fn, state, prompt, num_tokens, key)  # [B, num_tokens]
 
 

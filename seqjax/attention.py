@@ -256,14 +256,33 @@ def _ordered_after(value, dependency):
     return value + jnp.zeros((), value.dtype) * dependency.reshape(-1)[0].astype(value.dtype)
 
 
-def cached_attention(q, k, v, cache, position):
-    """Causal attention for ``S`` new tokens at positions ``position .. position + S - 1``.
+def ring_slot_positions(position, length):
+    """The position each slot of a ring buffer of ``length`` slots holds before ``position``
+    is written: slot ``j`` holds the latest ``p < position`` with ``p = j (mod length)``,
 
-    Attends ``q: [B, S, N, H]`` to the cached keys before ``position`` and, causally, to
-    the new ``k, v: [B, S, N, H]`` (one softmax over both), then writes ``k, v`` into
-    ``cache`` (see :func:`init_kv_cache`). Returns ``(out [B, S, N, H], cache)``. Reading
-    the old cache, not the freshly written one, lets XLA update the cache in place.
-    Positions past the cache are the caller's to prevent (the write would clamp them).
+    .. math::
+
+        p_j = \\text{position} - 1 - ((\\text{position} - 1 - j) \\bmod \\text{length}),
+
+    negative where the slot is still empty. ``int32 [length]``.
+    """
+    slots = jnp.arange(length)
+    return position - 1 - jnp.mod(position - 1 - slots, length)
+
+
+def cached_attention(q, k, v, cache, position):
+    """Causal attention for ``S`` new tokens at positions ``position .. position + S - 1``
+    over the last ``L`` positions, ``L`` the cache's length.
+
+    The cache is a ring buffer: position ``p`` lives in slot ``p mod L``
+    (:func:`ring_slot_positions`). Query ``position + s`` attends, in one softmax, to the
+    cached keys of positions ``p_j`` with ``position + s - L < p_j < position`` and, causally,
+    to the new ``k, v: [B, S, N, H]``; then ``k, v`` are written into ``cache`` (see
+    :func:`init_kv_cache`). Until ``L`` tokens have been fed this is plain causal attention;
+    after, it slides (each query sees the last ``L`` positions). Returns
+    ``(out [B, S, N, H], cache)``. The ``S`` new tokens must not wrap past the buffer's end
+    (``position mod L + S <= L``; one token always fits). Reading the old cache, not the
+    freshly written one, lets XLA update the cache in place.
     """
     swap = _swap_time_and_heads
     q, k, v = swap(q), swap(k), swap(v)  # [B, N, S, H]
@@ -273,16 +292,26 @@ def cached_attention(q, k, v, cache, position):
          jnp.einsum("...qd,...kd->...qk", q, k)],
         axis=-1,
     ) / math.sqrt(q.shape[-1])  # [B, N, S, max_length + S]
-    in_cache = jnp.broadcast_to(jnp.arange(max_length) < position, (num_new, max_length))
-    mask = jnp.concatenate([in_cache, causal_mask(num_new, num_new)], axis=-1)
+    held = ring_slot_positions(position, max_length)
+    query_positions = position + jnp.arange(num_new)[:, None]
+    in_window = (held >= 0) & (held > query_positions - max_length)  # [S, max_length]
+    mask = jnp.concatenate([in_window, causal_mask(num_new, num_new)], axis=-1)
     weights = masked_softmax(scores, mask)
     out = attend(weights[..., :max_length], cache["value"]) + attend(weights[..., max_length:], v)
 
     def write(buffer, new):
         new = _ordered_after(new.astype(buffer.dtype), out)
-        return jax.lax.dynamic_update_slice_in_dim(buffer, new, position, axis=2)
+        return jax.lax.dynamic_update_slice_in_dim(buffer, new, position % max_length, axis=2)
 
     return swap(out), {"key": write(cache["key"], k), "value": write(cache["value"], v)}
+
+
+def sliding_window_mask(length, window):
+    """``[T, T]`` mask where query ``i`` may attend key ``j`` iff ``i - window < j <= i``:
+    causal attention to the last ``window`` positions (the function a ring-buffer cache of
+    ``window`` slots computes, :func:`cached_attention`)."""
+    offsets = jnp.arange(length)[:, None] - jnp.arange(length)[None, :]
+    return (offsets >= 0) & (offsets < window)
 
 
 class HeadsProjection(nn.Module):
@@ -370,16 +399,20 @@ class MultiHeadSelfAttention(nn.Module):
             k = apply_rotary(k, positions[..., None])
         return q, k, v
 
-    def __call__(self, x, *, deterministic=True):
-        """``x: [B, T, W]`` -> ``[B, T, W]``; token ``t`` sits at position ``t``."""
+    def __call__(self, x, *, deterministic=True, window=None):
+        """``x: [B, T, W]`` -> ``[B, T, W]``; token ``t`` sits at position ``t``. With
+        ``window``, each query attends only to the last ``window`` positions
+        (:func:`sliding_window_mask`)."""
         q, k, v = self._queries_keys_values(x, jnp.arange(x.shape[1]))
+        mask = None if window is None else sliding_window_mask(x.shape[1], window)
         heads = multi_head_attention(
-            q, k, v, causal=self.causal, implementation=self.implementation
+            q, k, v, causal=self.causal, mask=mask, implementation=self.implementation
         )
         return self._output(heads, deterministic)
 
     def decode(self, x, cache, position):
-        """``S`` new tokens ``x: [B, S, W]`` at ``position``.. against a KV cache.
+        """``S`` new tokens ``x: [B, S, W]`` at ``position``.. against a KV cache, which slides
+        past its length (:func:`cached_attention`).
 
         Returns ``(y [B, S, W], cache)``. One query row leaves nothing for a fused kernel to
         save, so decoding always runs the reference equation.

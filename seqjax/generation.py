@@ -10,13 +10,15 @@ Jit it with the model variables as an argument (not baked into the closure)::
 
     @functools.partial(jax.jit, static_argnames="num_tokens")
     def sample(variables, prompt, key, num_tokens):
-        batch_size, max_length = prompt.shape[0], prompt.shape[1] + num_tokens
+        batch_size, max_length = prompt.shape[0], fed_length(prompt.shape[1], num_tokens)
         state = model.apply(variables, batch_size, max_length, method="init_decode_state")
         step_fn = model_step_fn(model, variables)
         return generate(step_fn, state, prompt, num_tokens, key, temperature=0.8, top_k=10)
 
 ``temperature``, ``top_k``, ``top_p``, ``num_tokens`` and ``beam_size`` are Python numbers.
 """
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -98,25 +100,58 @@ def feed_prompt(step_fn, state, prompt):
     return logits, state
 
 
+def fed_length(prompt_length, num_tokens):
+    """How many tokens decoding feeds ``step_fn`` to continue a prompt by ``num_tokens``: the
+    prompt and every new token but the last (the size a decode state needs)."""
+    return prompt_length + num_tokens - 1
+
+
 def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=None,
              top_p=None):
     """Continue ``prompt: int32 [B, P]`` by ``num_tokens`` sampled tokens -> ``[B, num_tokens]``.
 
-    ``state`` must have room for ``P + num_tokens`` tokens (``step_fn`` is called that many
-    times); sampling options as :func:`sample_next`.
+    ``state`` must have room for :func:`fed_length` ``(P, num_tokens)`` tokens: ``step_fn``
+    reads the prompt and every sampled token but the last, which nothing follows. Sampling
+    options as :func:`sample_next`; token ``i`` is drawn with
+    ``jax.random.split(key, num_tokens)[i]``.
     """
     check_sampling_options(temperature, top_k, top_p)
+    if num_tokens < 1:
+        raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
     logits, state = feed_prompt(step_fn, state, prompt)
+    sample = partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
 
     def sample_and_feed(carry, step_key):
         state, logits = carry
-        token = sample_next(step_key, logits, temperature=temperature, top_k=top_k, top_p=top_p)
+        token = sample(step_key, logits)
         logits, state = step_fn(state, token)
         return (state, logits), token
 
     keys = jax.random.split(key, num_tokens)
-    _, tokens = jax.lax.scan(sample_and_feed, (state, logits), keys)
-    return tokens.T
+    (_, logits), tokens = jax.lax.scan(sample_and_feed, (state, logits), keys[:-1])
+    last = sample(keys[-1], logits)
+    return jnp.concatenate([tokens.T, last[:, None]], axis=1)
+
+
+def teacher_forced_losses(step_fn, state, tokens):
+    """The loss of every next token of a text, as ``step_fn``'s decoding rule predicts it:
+
+    .. math::
+
+        \\ell_t = -\\log p(x_{t+1} \\mid x_1 \\ldots x_t), \\qquad t = 1 \\ldots T - 1,
+
+    with ``p`` read from the logits ``step_fn`` returns after feeding ``x_t`` (for a
+    Transformer past its context, what the sliding window still sees). ``tokens: int32
+    [B, T]``; ``state`` has room for ``T - 1`` tokens. Returns float32 ``[B, T - 1]``.
+    """
+    def feed(state, inputs):
+        token, target = inputs
+        logits, state = step_fn(state, token)
+        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        return state, -jnp.take_along_axis(log_probs, target[:, None], axis=-1)[:, 0]
+
+    _, losses = jax.lax.scan(feed, state, (tokens[:, :-1].T, tokens[:, 1:].T))
+    return losses.T
 
 
 def reorder_beams(state, beam_indices):
@@ -142,21 +177,43 @@ def _beam_candidates(scores, lengths, finished, log_probs, eos_id, length_penalt
     return candidate_scores, candidate_lengths, ranking
 
 
+def _expand_and_prune(beams, logits, t, eos_id, length_penalty):
+    """Extend every beam by every token and keep the ``beam_size`` best as token ``t``:
+    ``(beams, parent [K], token [K])``."""
+    beam_size = beams["scores"].shape[0]
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    candidate_scores, candidate_lengths, ranking = _beam_candidates(
+        beams["scores"], beams["lengths"], beams["finished"], log_probs, eos_id, length_penalty
+    )
+    _, flat_best = jax.lax.top_k(ranking.reshape(-1), beam_size)
+    parent, token = jnp.divmod(flat_best, log_probs.shape[-1])
+    token = token.astype(jnp.int32)
+    beams = {
+        "scores": candidate_scores.reshape(-1)[flat_best],
+        "lengths": candidate_lengths.reshape(-1)[flat_best],
+        "finished": beams["finished"][parent] | (token == eos_id),
+        "tokens": beams["tokens"][parent].at[:, t].set(token),
+    }
+    return beams, parent, token
+
+
 def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty=0.0,
                 eos_id=None):
     """The most likely continuation of ``prompt: int32 [P]`` found by beam search.
 
-    ``state`` is a decode state for a batch of ``beam_size`` (one row per beam). Each step
-    extends every beam by every token and keeps the ``beam_size`` best by
-    ``log p(continuation) / length ** length_penalty``; with ``eos_id``, a beam that emits it
-    is finished (its length stops, later tokens are ``eos_id``), so ``length_penalty > 0``
-    favours longer continuations. Returns ``(tokens [num_tokens], that ranking score)``.
+    ``state`` is a decode state for a batch of ``beam_size`` (one row per beam) with room for
+    :func:`fed_length` ``(P, num_tokens)`` tokens. Each step extends every beam by every
+    token and keeps the ``beam_size`` best by ``log p(continuation) / length **
+    length_penalty``; with ``eos_id``, a beam that emits it is finished (its length stops,
+    later tokens are ``eos_id``), so ``length_penalty > 0`` favours longer continuations.
+    Returns ``(tokens [num_tokens], that ranking score)``.
     """
     if prompt.ndim != 1:
         raise ValueError(f"beam_search takes one prompt [length], got shape {prompt.shape}")
     if beam_size < 1 or num_tokens < 1:
         raise ValueError(f"need beam_size >= 1 and num_tokens >= 1, got {beam_size}, {num_tokens}")
     eos_id = -1 if eos_id is None else eos_id  # -1: no token ends a beam
+    expand = partial(_expand_and_prune, eos_id=eos_id, length_penalty=length_penalty)
     logits, state = feed_prompt(step_fn, state, jnp.tile(prompt, (beam_size, 1)))
     # All beams start identical: only beam 0 may expand at first, or they would duplicate.
     scores = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
@@ -166,27 +223,16 @@ def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty
         "tokens": jnp.zeros((beam_size, num_tokens), jnp.int32),
     }
 
-    def expand_and_prune(carry, t):
+    def expand_and_feed(carry, t):
         beams, state, logits = carry
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        candidate_scores, candidate_lengths, ranking = _beam_candidates(
-            beams["scores"], beams["lengths"], beams["finished"], log_probs, eos_id, length_penalty
-        )
-        _, flat_best = jax.lax.top_k(ranking.reshape(-1), beam_size)
-        parent, token = jnp.divmod(flat_best, log_probs.shape[-1])
-        token = token.astype(jnp.int32)
-        beams = {
-            "scores": candidate_scores.reshape(-1)[flat_best],
-            "lengths": candidate_lengths.reshape(-1)[flat_best],
-            "finished": beams["finished"][parent] | (token == eos_id),
-            "tokens": beams["tokens"][parent].at[:, t].set(token),
-        }
+        beams, parent, token = expand(beams, logits, t)
         logits, state = step_fn(reorder_beams(state, parent), token)
         return (beams, state, logits), None
 
-    (beams, _, _), _ = jax.lax.scan(
-        expand_and_prune, (beams, state, logits), jnp.arange(num_tokens)
+    (beams, _, logits), _ = jax.lax.scan(
+        expand_and_feed, (beams, state, logits), jnp.arange(num_tokens - 1)
     )
+    beams, _, _ = expand(beams, logits, num_tokens - 1)  # the last token feeds nothing
     final = beams["scores"] / beams["lengths"].astype(jnp.float32) ** length_penalty
     best = jnp.argmax(final)
     return beams["tokens"][best], final[best]

@@ -18,7 +18,9 @@ import ml_collections
 from seqjax.training.checkpoints import RunCheckpoints
 from seqjax.data import load_tokenizer
 from seqjax.errors import CheckpointMismatchError, SeqjaxError
-from seqjax.generation import beam_search, check_sampling_options, generate, model_step_fn
+from seqjax.generation import (
+    beam_search, check_sampling_options, fed_length, generate, model_step_fn,
+)
 from seqjax.models import build_model
 
 
@@ -60,7 +62,8 @@ def load_run(workdir, which="best"):
                                    "window"))
 def _continue_tokens(model, params, prompt, key, *, num_tokens, temperature, top_k, top_p,
                      window):
-    state = model.init_decode_state(prompt.shape[0], prompt.shape[1] + num_tokens, **dict(window))
+    state = model.init_decode_state(prompt.shape[0], fed_length(prompt.shape[1], num_tokens),
+                                    **dict(window))
     step_fn = model_step_fn(model, {"params": params})
     return generate(step_fn, state, prompt, num_tokens, key,
                     temperature=temperature, top_k=top_k, top_p=top_p)
@@ -98,8 +101,9 @@ def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p
     """``prompt`` followed by ``num_tokens`` sampled tokens, as text (temperature 0: greedy).
 
     A Transformer generates past its context window by sliding it
-    (:func:`seqjax.models.transformer_lm.window_length`); ``refill_length`` is how many tokens
-    the window keeps when it is full (default half the context).
+    (:meth:`seqjax.models.transformer_lm.TransformerLM.init_decode_state`); ``refill_length``
+    is how many tokens the window keeps when it is full (default half the context; rotary
+    positions default to a ring-buffer cache over the last ``context_length`` tokens).
     """
     try:
         check_sampling_options(temperature, top_k, top_p)
@@ -109,14 +113,15 @@ def continue_text(run, prompt, num_tokens, *, temperature=1.0, top_k=None, top_p
     tokens = _continue_tokens(
         run.model, run.params, ids, jax.random.PRNGKey(seed), num_tokens=num_tokens,
         temperature=float(temperature), top_k=top_k, top_p=top_p,
-        window=_window_options(run, refill_length, ids.shape[1] + num_tokens),
+        window=_window_options(run, refill_length, fed_length(ids.shape[1], num_tokens)),
     )
     return prompt + run.tokenizer.decode(tokens[0])
 
 
 @partial(jax.jit, static_argnames=("model", "num_tokens", "beam_size", "window"))
 def _beam_tokens(model, params, prompt, *, num_tokens, beam_size, window):
-    state = model.init_decode_state(beam_size, prompt.shape[0] + num_tokens, **dict(window))
+    state = model.init_decode_state(beam_size, fed_length(prompt.shape[0], num_tokens),
+                                    **dict(window))
     step_fn = model_step_fn(model, {"params": params})
     return beam_search(step_fn, state, prompt, num_tokens, beam_size)
 
@@ -132,6 +137,6 @@ def beam_text(run, prompt, num_tokens, beam_size, *, refill_length=None):
     ids = _prompt_ids(run, prompt, num_tokens)
     tokens, log_prob = _beam_tokens(
         run.model, run.params, ids, num_tokens=num_tokens, beam_size=beam_size,
-        window=_window_options(run, refill_length, ids.shape[0] + num_tokens),
+        window=_window_options(run, refill_length, fed_length(ids.shape[0], num_tokens)),
     )
     return prompt + run.tokenizer.decode(tokens), float(log_prob)

@@ -21,7 +21,9 @@ from seqjax.attention import (
     init_kv_cache,
     multi_head_attention,
     resolve_implementation,
+    ring_slot_positions,
     scaled_dot_product_attention,
+    sliding_window_mask,
 )
 from seqjax.positional import (
     LearnedPositionalEmbedding,
@@ -209,6 +211,43 @@ def test_cached_attention_matches_full_causal_attention():
         outs.append(out)
     full = multi_head_attention(q, k, v, causal=True)
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
+
+
+def test_sliding_window_mask_keeps_the_last_window_positions():
+    mask = np.asarray(sliding_window_mask(6, 3))
+    for i in range(6):
+        assert [j for j in range(6) if mask[i, j]] == list(range(max(0, i - 2), i + 1))
+
+
+def test_ring_slots_hold_the_latest_earlier_position_of_their_residue():
+    for position in range(12):
+        held = np.asarray(ring_slot_positions(position, 4))
+        for slot in range(4):
+            earlier = [p for p in range(position) if p % 4 == slot]
+            if earlier:
+                assert held[slot] == earlier[-1]
+            else:
+                assert held[slot] < 0  # still empty
+
+
+@pytest.mark.parametrize("chunks", [[3] + [1] * 8, [2] * 6])
+def test_cached_attention_past_its_length_slides_over_the_last_positions(chunks):
+    """A cache of 4 slots fed 11 or 12 tokens in chunks (a 3-token prefix then one by one, or
+    two at a time, also after the buffer wrapped): each query attends to the last 4 positions
+    (NumPy, float64)."""
+    length, window = sum(chunks), 4
+    q, k, v = (random_normal(i, (2, length, 3, 4)) for i in range(3))
+    cache = init_kv_cache(batch_size=2, num_heads=3, max_length=window, head_dim=4)
+    outs, start = [], 0
+    for size in chunks:
+        new = slice(start, start + size)
+        out, cache = cached_attention(q[:, new], k[:, new], v[:, new], cache, start)
+        outs.append(out)
+        start += size
+    swap = lambda a: np.swapaxes(np.asarray(a), 1, 2)  # [B, T, N, H] <-> [B, N, T, H]
+    mask = np.asarray(sliding_window_mask(length, window))
+    expected = swap(numpy_attention(swap(q), swap(k), swap(v), mask))
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), expected, rtol=1e-5, atol=1e-6)
 
 
 # --- the multi-head layer ----------------------------------------------------------------

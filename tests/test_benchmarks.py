@@ -10,7 +10,9 @@ from pathlib import Path
 import jax
 import pytest
 
-from experiments.benchmarks import compile_time, gpu_target, recurrent, recurrent_contenders, transformer
+from experiments.benchmarks import (
+    compile_time, decode_speed, gpu_target, recurrent, recurrent_contenders, transformer,
+)
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
@@ -121,6 +123,17 @@ def test_keeping_freed_memory_after_jax_started_warns_and_says_it_did_not_take()
     result = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True,
                             text=True, env=os.environ | {"JAX_PLATFORMS": "cpu"}, check=True)
     assert result.stdout.startswith("False") and "call it before any JAX" in result.stdout
+
+
+def test_quick_decode_benchmark_slides_a_ring_buffer_against_nanogpts_crop(tmp_path):
+    out = tmp_path / "decode.json"
+    report = decode_speed.main(["--quick", "--context-length", "8", "--num-tokens", "20",
+                                "--positional", "rotary", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    settings = report["settings"]
+    assert settings["refill_length"] is None and settings["uncached_refill_length"] == 7
+    (row,) = report["rows"]
+    assert row["num_tokens"] == 20 and row["results"]["cached"]["tokens_per_s"] > 0
 
 
 def test_unknown_transformer_size_is_a_clear_error(tmp_path):

@@ -9,9 +9,11 @@ import pytest
 
 from seqjax.generation import (
     beam_search,
+    fed_length,
     generate,
     reorder_beams,
     sample_next,
+    teacher_forced_losses,
     top_k_filter,
     top_p_filter,
 )
@@ -152,6 +154,53 @@ def test_sampled_generation_is_reproducible_and_varies_with_key():
     run = lambda seed: generate(step_fn, chain_state(3), prompt, 12, jax.random.PRNGKey(seed))
     np.testing.assert_array_equal(run(0), run(0))
     assert not np.array_equal(run(0), run(1))
+
+
+def counting_step_fn(step_fn, calls):
+    """``step_fn`` that appends to ``calls`` each time it runs (also inside a scan)."""
+    def counted(state, token):
+        jax.debug.callback(lambda: calls.append(1))
+        return step_fn(state, token)
+
+    return counted
+
+
+@pytest.mark.parametrize("num_tokens", [1, 2, 5])
+def test_decoding_feeds_the_prompt_and_every_token_but_the_last(num_tokens):
+    """Nothing follows the last token, so feeding it would be a wasted model step (and would
+    need a decode state one token longer)."""
+    table, prompt = random_chain(3), jnp.array([[1, 2, 0]], jnp.int32)
+    calls = []
+    step_fn = counting_step_fn(second_order_chain(table), calls)
+    tokens = generate(step_fn, chain_state(1), prompt, num_tokens, jax.random.PRNGKey(0),
+                      temperature=0.0)
+    jax.effects_barrier()
+    assert len(calls) == fed_length(3, num_tokens) == 3 + num_tokens - 1
+    np.testing.assert_array_equal(tokens[0], python_greedy(table, [1, 2, 0], num_tokens))
+    calls.clear()
+    beam, _ = beam_search(step_fn, chain_state(2), prompt[0], num_tokens, beam_size=2)
+    jax.effects_barrier()
+    assert len(calls) == fed_length(3, num_tokens) and beam.shape == (num_tokens,)
+
+
+def test_sampled_tokens_use_one_split_key_each():
+    step_fn, prompt = second_order_chain(np.zeros((4, 4, 4))), jnp.ones((2, 1), jnp.int32)
+    key = jax.random.PRNGKey(5)
+    tokens = generate(step_fn, chain_state(2), prompt, 4, key)
+    expected = [jax.random.categorical(k, jnp.zeros((2, 4))) for k in jax.random.split(key, 4)]
+    np.testing.assert_array_equal(tokens, np.stack(expected, axis=1))
+
+
+def test_teacher_forced_losses_are_the_chains_next_token_losses():
+    table = random_chain(4)
+    tokens = jnp.array([[1, 2, 0, 3, 3, 1], [0, 0, 2, 1, 3, 2]], jnp.int32)
+    losses = jax.jit(lambda tokens: teacher_forced_losses(
+        second_order_chain(table), chain_state(2), tokens))(tokens)
+    assert losses.shape == (2, 5)
+    for row in range(2):
+        sequence = [0, *tokens[row].tolist()]  # the state starts as previous = 0
+        expected = [-table[sequence[t - 1], sequence[t], sequence[t + 1]] for t in range(1, 6)]
+        np.testing.assert_allclose(losses[row], expected, rtol=1e-5)
 
 
 def test_empty_prompt_is_an_error():

@@ -49,6 +49,22 @@ def test_rnn_vs_transformer_and_replot(tmp_path):
     assert Path(redrawn).stat().st_size > 10_000
 
 
+def test_sliding_window_rules_agree_within_the_context(tmp_path):
+    results = run_tiny("sliding_window", tmp_path)
+    context = results["context_length"]
+    for positional in ("learned", "rotary"):
+        curves = {name: np.asarray(rule["losses"])
+                  for name, rule in results["models"][positional]["rules"].items()}
+        assert all(len(losses) == 3 * context for losses in curves.values())
+        first = next(iter(curves.values()))
+        for losses in curves.values():  # up to the context every rule is the model itself
+            np.testing.assert_allclose(losses[:context], first[:context], rtol=1e-5)
+    rotary = results["models"]["rotary"]["rules"]
+    # The tiny model has one layer, where the ring buffer is the crop past the context too.
+    np.testing.assert_allclose(rotary["ring buffer"]["losses"], rotary["crop (nanoGPT)"]["losses"],
+                               rtol=1e-5)
+
+
 def test_elman_xor(tmp_path):
     results = run_tiny("elman_xor", tmp_path)
     errors = np.asarray(results["by_hidden_size"]["2"]["rms_error_by_position"])

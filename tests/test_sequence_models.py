@@ -221,7 +221,7 @@ def test_teacher_forcing_inputs_shift_right_behind_bos():
 def test_teacher_forced_logits_equal_step_by_step_decoding(name):
     _, model, variables, batch, decoder_inputs = seq2seq_model(name)
     logits = apply(model, variables, batch.inputs, batch.input_lengths, decoder_inputs)
-    state = init_decode_state(model, variables, batch, decoder_inputs.shape[1] + 1)
+    state = init_decode_state(model, variables, batch, decoder_inputs.shape[1])
     for t in range(decoder_inputs.shape[1]):
         step_logits, state = apply(model, variables, state, decoder_inputs[:, t], method="decode_step")
         np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-5, atol=1e-5)
@@ -249,7 +249,7 @@ def test_transformer_decoder_is_causal():
 
 
 def python_greedy(model, variables, batch, num_tokens):
-    state = init_decode_state(model, variables, batch, num_tokens + 1)
+    state = init_decode_state(model, variables, batch, num_tokens)  # BOS and all but the last
     token, tokens = jnp.full((batch.inputs.shape[0],), BOS, jnp.int32), []
     for _ in range(num_tokens):
         logits, state = apply(model, variables, state, token, method="decode_step")

@@ -9,10 +9,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from seqjax.generation import beam_search, generate, model_step_fn
+from seqjax.generation import beam_search, fed_length, generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
+from seqjax.data.tokenizers import CharTokenizer
 from seqjax.positional import POSITIONAL_KINDS
 from seqjax.precision import float32_output_dot_general
+from seqjax.text_generation import TrainedRun, beam_text, continue_text
 
 VOCAB_SIZE, CONTEXT_LENGTH = 11, 12
 
@@ -138,13 +140,78 @@ def test_sliding_window_cache_gives_the_logits_of_its_uncached_definition(
     np.testing.assert_allclose(cached, uncached, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("refill_length", [None, 1])
-def test_generation_past_the_context_equals_the_uncached_definition(refill_length):
+def test_sliding_window_logits_are_the_model_within_the_context_and_need_rotary():
+    model, variables = model_and_variables("rotary")
+    tokens = random_tokens(8, (2, CONTEXT_LENGTH))
+    np.testing.assert_allclose(
+        model.apply(variables, tokens, method="sliding_window_logits"),
+        model.apply(variables, tokens)[0], rtol=1e-5, atol=1e-6)
+    learned, learned_variables = model_and_variables("learned")
+    with pytest.raises(ValueError, match="needs rotary positions"):
+        learned.apply(learned_variables, tokens, method="sliding_window_logits")
+
+
+def test_rotary_decoding_slides_a_ring_buffer_unless_given_a_refill_length():
+    model, variables = model_and_variables("rotary")
+    ring = model.init_decode_state(2, 5 * CONTEXT_LENGTH)
+    assert "recent" not in ring and ring["layers"][0]["key"].shape[2] == CONTEXT_LENGTH
+    assert "recent" in model.init_decode_state(2, 5 * CONTEXT_LENGTH, refill_length=4)
+    assert "recent" in model_and_variables("learned")[0].init_decode_state(2, 5 * CONTEXT_LENGTH)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_ring_buffer_equals_nanogpts_crop_for_one_layer_only(num_layers):
+    """Rotary scores see relative positions, so one layer attending to the last C tokens is
+    the model run on those C tokens (nanoGPT's crop, refill_length C - 1). With two layers,
+    the cached keys of the second layer were computed from windows reaching further back."""
+    model = tiny_model(positional="rotary", num_layers=num_layers)
+    variables = model.init(jax.random.PRNGKey(0), random_tokens(0, (1, CONTEXT_LENGTH)))
+    tokens = random_tokens(9, (2, 3 * CONTEXT_LENGTH))
+    length = tokens.shape[1]
+
+    @jax.jit
+    def ring_and_crop(variables, tokens):
+        step_fn = model_step_fn(model, variables)
+        ring = logits_along(step_fn, model.init_decode_state(2, length), tokens)
+        crop = logits_along(uncached_step_fn(model, variables),
+                            model.uncached_decode_state(2, length, CONTEXT_LENGTH - 1), tokens)
+        return ring, crop
+
+    ring, crop = ring_and_crop(variables, tokens)
+    np.testing.assert_allclose(ring[:CONTEXT_LENGTH], crop[:CONTEXT_LENGTH], rtol=1e-4,
+                               atol=1e-5)
+    past = np.abs(np.asarray(ring[CONTEXT_LENGTH:]) - np.asarray(crop[CONTEXT_LENGTH:])).max()
+    if num_layers == 1:
+        assert past < 1e-4  # measured 1.2e-7
+    else:
+        assert past > 1e-3  # measured 1.4e-2
+
+
+def test_text_from_a_rotary_model_slides_its_ring_buffer_by_default():
+    model, variables = model_and_variables("rotary")
+    tokenizer = CharTokenizer("abcdefghijk")  # VOCAB_SIZE characters
+    config = ml_collections.ConfigDict({"model": {"kind": "transformer"}})
+    run = TrainedRun(config, tokenizer, model, variables["params"], record={})
+    prompt, num_tokens = "abc", 3 * CONTEXT_LENGTH
+    text = continue_text(run, prompt, num_tokens, temperature=0.0)
+    state = model.uncached_decode_state(1, fed_length(len(prompt), num_tokens))  # the ring's
+    expected = generate(uncached_step_fn(model, variables), state,
+                        jnp.asarray(tokenizer.encode(prompt))[None], num_tokens,
+                        jax.random.PRNGKey(0), temperature=0.0)
+    assert "window" not in state and text == prompt + tokenizer.decode(expected[0])
+    assert beam_text(run, prompt, num_tokens, beam_size=1)[0] == text  # one beam is greedy
+    rebuilt = continue_text(run, prompt, num_tokens, temperature=0.0, refill_length=6)
+    assert len(rebuilt) == len(text) and rebuilt[:CONTEXT_LENGTH] == text[:CONTEXT_LENGTH]
+
+
+@pytest.mark.parametrize("positional, refill_length",
+                         [("learned", None), ("learned", 1), ("rotary", None)])
+def test_generation_past_the_context_equals_the_uncached_definition(positional, refill_length):
     """Greedy, sampling and beam search, each far past the context window from a prompt
     longer than the window: the cached decoder's tokens are its definition's."""
-    model, variables = model_and_variables("learned")
+    model, variables = model_and_variables(positional)
     prompt, num_tokens, beam_size = random_tokens(4, (2, CONTEXT_LENGTH + 4)), 2 * CONTEXT_LENGTH, 3
-    max_length = prompt.shape[1] + num_tokens
+    max_length = fed_length(prompt.shape[1], num_tokens)
 
     @jax.jit
     def decode(variables, prompt):

@@ -11,11 +11,14 @@ The model is nanoGPT's CPU size (4 layers, 4 heads, width 128, vocabulary 65) wi
 weights: speed does not depend on what the weights say. Batch 1, a one-token prompt, greedy
 (temperature 0) decoding of ``N`` tokens through :func:`seqjax.generation.generate`, the
 whole loop one jitted program. The cached decoder attends to a ``[B, heads, L, head_dim]``
-KV cache (``L = min(1 + N, context)``); the uncached one reruns the whole window every step.
-Past the context the window slides: the cache is rebuilt from the last ``--refill-length``
-tokens when it is full, and the uncached decoder computes the same windows afresh
-(:func:`seqjax.models.transformer_lm.window_length`). Compilation
-is timed apart (ahead of time), as is the first run; the figure is the median of
+KV cache (``L = min(N, context)``: the prompt and every token but the last are fed); the
+uncached one reruns the whole window every step. Past the context the window slides: the
+cache is rebuilt from the last ``--refill-length`` tokens when it is full, and the uncached
+decoder computes the same windows afresh (:func:`seqjax.models.transformer_lm.window_length`).
+With ``--positional rotary`` and no ``--refill-length`` the cache is a ring buffer over the
+last ``context`` tokens (sliding-window attention); its uncached baseline is then nanoGPT's
+crop, the model rerun on the last ``context`` tokens, a different function. Compilation is
+timed apart (ahead of time), as is the first run; the figure is the median of
 ``--repeats`` alternating rounds (see :mod:`experiments.benchmarks.timing`). Prints a
 markdown table and writes every figure, the device and the versions to ``--out`` (JSON).
 """
@@ -33,11 +36,17 @@ from experiments.benchmarks.environment import describe_environment
 from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
 from experiments.freed_memory import keep_freed_memory
-from seqjax.generation import generate, model_step_fn
+from seqjax.generation import fed_length, generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM
 
 MODEL = dict(vocab_size=65, num_layers=4, num_heads=4, width=128)
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "decode_speed.json")
+
+
+def uncached_refill_length(model, refill_length):
+    """The uncached baseline's ``refill_length``: the cached decoder's, or for the ring buffer
+    (rotary, none given) nanoGPT's crop, ``context - 1``."""
+    return model.context_length - 1 if model.slides_by_ring(refill_length) else refill_length
 
 
 def greedy_decoder(model, num_tokens, *, cached, refill_length=None):
@@ -45,7 +54,7 @@ def greedy_decoder(model, num_tokens, *, cached, refill_length=None):
 
     @jax.jit
     def decode(variables, prompt):
-        max_length = prompt.shape[1] + num_tokens
+        max_length = fed_length(prompt.shape[1], num_tokens)
         if cached:
             step_fn = model_step_fn(model, variables)
             state = model.init_decode_state(prompt.shape[0], max_length, refill_length)
@@ -53,7 +62,8 @@ def greedy_decoder(model, num_tokens, *, cached, refill_length=None):
             step_fn = functools.partial(
                 model.apply, variables, method="uncached_decode_step"
             )
-            state = model.uncached_decode_state(prompt.shape[0], max_length, refill_length)
+            state = model.uncached_decode_state(prompt.shape[0], max_length,
+                                                uncached_refill_length(model, refill_length))
         return generate(step_fn, state, prompt, num_tokens, jax.random.PRNGKey(0),
                         temperature=0.0)
 
@@ -111,10 +121,12 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=0, help="untimed calls after the first")
     parser.add_argument("--context-length", type=int, default=2048,
-                        help="model context; shorter than 1 + --num-tokens, the window slides")
+                        help="model context; shorter than --num-tokens, the window slides")
     parser.add_argument("--refill-length", type=int, default=None,
-                        help="tokens a full sliding window keeps (default context // 2; "
-                             "context - 1 is nanoGPT's rule)")
+                        help="tokens a full sliding window keeps (default context // 2, or a "
+                             "ring buffer for rotary positions; context - 1 is nanoGPT's rule)")
+    parser.add_argument("--positional", default="learned",
+                        choices=("learned", "sinusoidal", "rotary"), help="the model's positions")
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 tokens, 1 repeat")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
     args = parser.parse_args(argv)
@@ -127,14 +139,17 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     malloc_tuned = keep_freed_memory()  # before JAX starts its threads
-    model = TransformerLM(context_length=args.context_length, **MODEL)
+    model = TransformerLM(context_length=args.context_length, positional=args.positional,
+                          **MODEL)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))
     environment = describe_environment()
     print(f"# {environment['backend']} ({environment['device_kind']}), "
           f"load {environment['load_average']}", file=sys.stderr)
-    settings = {"model": {**MODEL, "context_length": args.context_length},
+    settings = {"model": {**MODEL, "context_length": args.context_length,
+                          "positional": args.positional},
                 "batch_size": 1, "prompt_length": 1, "decoding": "greedy",
-                "refill_length": model.checked_refill_length(args.refill_length),
+                "refill_length": model.checked_refill_length(args.refill_length),  # None: ring
+                "uncached_refill_length": uncached_refill_length(model, args.refill_length),
                 "repeats": args.repeats, "warmup": args.warmup,
                 "malloc_keeps_freed_memory": malloc_tuned}
     report = Report(args.out, "decode_speed", environment, settings)

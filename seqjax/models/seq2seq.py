@@ -267,7 +267,7 @@ class TransformerSeq2Seq(nn.Module):
 
 def greedy_decode(model, variables, source, source_lengths, num_tokens):
     """Greedy decoding through :func:`seqjax.generation.generate` -> ``[B, num_tokens]``."""
-    state = model.apply(variables, source, source_lengths, num_tokens + 1,
+    state = model.apply(variables, source, source_lengths, num_tokens,
                         method="init_decode_state")
     prompt = jnp.full((source.shape[0], 1), BOS, jnp.int32)
     return generate(model_step_fn(model, variables), state, prompt, num_tokens,
@@ -278,7 +278,7 @@ def beam_decode(model, variables, source, source_lengths, num_tokens, beam_size,
                 length_penalty=0.0):
     """Beam search per example (:func:`seqjax.generation.beam_search`, beams end at ``EOS``)
     -> ``[B, num_tokens]``. Decode states must be batched on axis 0 except 0-d leaves."""
-    state = model.apply(variables, source, source_lengths, num_tokens + 1,
+    state = model.apply(variables, source, source_lengths, num_tokens,
                         method="init_decode_state")
     step_fn = model_step_fn(model, variables)
     prompt = jnp.array([BOS], jnp.int32)

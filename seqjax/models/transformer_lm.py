@@ -19,12 +19,15 @@ Decoding with a key/value cache (:meth:`TransformerLM.init_decode_state`,
 uncached baseline (:meth:`TransformerLM.uncached_decode_step`) reruns the whole window each
 step. Both have the ``step_fn(state, token) -> (logits, state)`` signature of
 :mod:`seqjax.generation`, and both generate any number of tokens: past ``context_length``
-the window slides by the rule of :func:`window_length`. Learned and sinusoidal positions
-are absolute within the window, so a cache cannot simply drop its oldest token; instead,
-when the cache is full it is rebuilt from the window's last ``refill_length`` tokens
-once every ``context_length - refill_length`` tokens (``context_length - 1``: nanoGPT's rule
-of cropping to the last ``context_length`` tokens at every step; the default is
-``context_length // 2``).
+the window slides. Learned and sinusoidal positions are absolute within the window, so a
+cache cannot simply drop its oldest token; instead, when the cache is full it is rebuilt from
+the window's last ``refill_length`` tokens once every ``context_length - refill_length``
+tokens (:func:`window_length`; ``context_length - 1``: nanoGPT's rule of cropping to the last
+``context_length`` tokens at every step; the default is ``context_length // 2``). Rotary
+positions are relative, so by default their cache is a ring buffer that keeps the last
+``context_length`` tokens at one token's cost per token: sliding-window attention
+(:meth:`TransformerLM.sliding_window_logits`), which for more than one layer is not the crop
+of nanoGPT's rule (a rotary model given a ``refill_length`` rebuilds like the others).
 """
 
 import math
@@ -101,8 +104,9 @@ class TransformerBlock(nn.Module):
         self.mlp = MLP(self.mlp_ratio, self.dropout, self.use_bias, self.residual_init,
                        self.dtype)
 
-    def __call__(self, x, *, deterministic=True):
-        x = x + self.attention(self.attention_norm(x), deterministic=deterministic)
+    def __call__(self, x, *, deterministic=True, window=None):
+        x = x + self.attention(self.attention_norm(x), deterministic=deterministic,
+                               window=window)
         return x + self.mlp(self.mlp_norm(x), deterministic=deterministic)
 
     def decode(self, x, cache, position):
@@ -191,18 +195,45 @@ class TransformerLM(nn.Module):
                 f"sequence length {length} exceeds context_length {self.context_length}: "
                 "feed shorter sequences or build the model with a longer context_length"
             )
-        x = self._embed(tokens, jnp.arange(length))
+        return self._forward(tokens, deterministic=deterministic), carry
+
+    def _forward(self, tokens, *, deterministic=True, window=None):
+        """Logits of ``tokens: [B, T]`` at positions ``0 .. T - 1``; ``window`` limits every
+        attention to the last ``window`` positions."""
+        x = self._embed(tokens, jnp.arange(tokens.shape[1]))
         x = self.embedding_dropout(x, deterministic=deterministic)
         for block in self.blocks:
-            x = block(x, deterministic=deterministic)
-        return self._logits(x), carry
+            x = block(x, deterministic=deterministic, window=window)
+        return self._logits(x)
+
+    def sliding_window_logits(self, tokens):
+        """``tokens: int32 [B, N]`` of any length -> logits ``[B, N, V]`` where every layer's
+        attention sees the last ``context_length`` positions (sliding-window attention).
+
+        Rotary positions only: the scores see relative positions, so each query's window is
+        one it could have met in training. This is the function the ring-buffer cache decodes
+        (:meth:`init_decode_state`). Up to ``context_length`` tokens it is :meth:`__call__`;
+        past it, a token's representation in layer ``l`` depends on up to
+        ``l * (context_length - 1)`` tokens back, so it is not the model run on the last
+        ``context_length`` tokens (nanoGPT's crop) unless the model has one layer.
+        """
+        if self.positional != "rotary":
+            raise ValueError(
+                f"sliding-window attention needs rotary positions, not {self.positional!r}: "
+                "its windows move past the positions the model was trained on"
+            )
+        return self._forward(tokens, window=self.context_length)
 
     def initial_carry(self, batch_size):
         """The Transformer keeps no carry between windows: ``None``."""
         return None
 
     def checked_refill_length(self, refill_length=None):
-        """The sliding window's ``refill_length`` (default ``context_length // 2``), checked."""
+        """The sliding window's ``refill_length``, checked. Left out, it is ``None`` for rotary
+        positions (the ring-buffer cache, see :meth:`init_decode_state`) and
+        ``context_length // 2`` for the others."""
+        if self.slides_by_ring(refill_length):
+            return None
         if self.context_length < 2:
             raise ValueError(
                 f"a context of {self.context_length} token cannot slide: generate at most "
@@ -229,9 +260,19 @@ class TransformerLM(nn.Module):
         "value"}, ...), "position": int32 []}``, each cache ``[B, num_heads, L, head_dim]``
         with ``L = min(max_length, context_length)``.
 
-        Past ``context_length`` the window slides: the state also keeps the last
-        ``refill_length`` tokens fed (``"recent": [B, refill_length]``), from which
-        :meth:`decode_step` rebuilds the cache when it is full (:func:`window_length`).
+        Past ``context_length`` the window slides, by one of two rules:
+
+        - rebuilding (learned or sinusoidal positions, or rotary given a ``refill_length``):
+          the state also keeps the last ``refill_length`` tokens fed (``"recent": [B,
+          refill_length]``), from which :meth:`decode_step` rebuilds the cache when it is
+          full (:func:`window_length`); the definition is :meth:`uncached_decode_step`.
+        - ring buffer (rotary positions, ``refill_length`` left out): the cache keeps the
+          last ``context_length`` tokens, each new one overwriting the oldest
+          (:func:`seqjax.attention.cached_attention`), at the cost of one token per token;
+          the definition is :meth:`sliding_window_logits`. Its rotary angles are float32 at
+          absolute positions, so scores drift from those of the same window at position 0 by
+          a fraction of their largest value: measured 1e-5 at 10^3 tokens, 7e-4 at 10^5,
+          5e-3 at 10^6 (head size 32).
         """
         refill_length = self._window_refill_length(max_length, refill_length)
         length = min(max_length, self.context_length)
@@ -241,9 +282,17 @@ class TransformerLM(nn.Module):
             state["recent"] = jnp.zeros((batch_size, refill_length), jnp.int32)
         return state
 
+    def slides_by_ring(self, refill_length=None):
+        """Whether decoding with this ``refill_length`` slides a ring-buffer cache: rotary
+        positions with no ``refill_length`` (:meth:`init_decode_state`)."""
+        return self.positional == "rotary" and refill_length is None
+
     def _window_refill_length(self, max_length, refill_length):
-        """``refill_length`` checked (even where the window will not slide), or its default;
-        0 when ``max_length`` tokens fit the context and the window never slides."""
+        """``refill_length`` checked (even where the window will not slide), or its default:
+        ``None`` for the ring buffer (whether it will slide or not), else 0 when
+        ``max_length`` tokens fit the context."""
+        if self.slides_by_ring(refill_length):
+            return None
         if max_length > self.context_length or refill_length is not None:
             refill_length = self.checked_refill_length(refill_length)
         return refill_length if max_length > self.context_length else 0
@@ -268,7 +317,8 @@ class TransformerLM(nn.Module):
 
     def decode_step(self, state, token):
         """Feed ``token: [B]`` at ``state["position"]`` -> ``(next-token logits [B, V], state)``;
-        a full sliding-window cache is first rebuilt (:meth:`_refill`)."""
+        with the rebuilding rule a full cache is first rebuilt (:meth:`_refill`), while a ring
+        buffer slides by itself (:meth:`init_decode_state`)."""
         if "recent" in state:
             full = state["position"] == self.context_length
             state = jax.lax.cond(full, self._refill, lambda state: state, state)
@@ -280,10 +330,14 @@ class TransformerLM(nn.Module):
 
     def uncached_decode_state(self, batch_size, max_length, refill_length=None):
         """Baseline decode state without a cache: every token fed (``"tokens": [B, L]``, with
-        ``context_length`` slots of padding when the window slides), how many
-        (``"position"``), the current window's length and ``refill_length``."""
-        sliding = max_length > self.context_length
+        ``context_length`` slots of padding when the window slides by rebuilding), how many
+        (``"position"``), and, for the rebuilding rule, the current window's length and
+        ``refill_length`` (:meth:`init_decode_state` names the rules)."""
         refill_length = self._window_refill_length(max_length, refill_length)  # 0: never used
+        if refill_length is None:  # the ring buffer's definition: sliding-window attention
+            return {"tokens": jnp.zeros((batch_size, max_length), jnp.int32),
+                    "position": jnp.zeros((), jnp.int32)}
+        sliding = max_length > self.context_length
         return {
             "tokens": jnp.zeros(
                 (batch_size, max_length + (self.context_length if sliding else 0)), jnp.int32
@@ -294,24 +348,29 @@ class TransformerLM(nn.Module):
         }
 
     def uncached_decode_step(self, state, token):
-        """The definition :meth:`decode_step` computes: run the model afresh on the window of
-        :func:`window_length` tokens that ends with ``token`` and read its last logits.
+        """The definition :meth:`decode_step` computes: run the model afresh on the tokens fed
+        so far, ``token`` last, and read its last logits.
 
-        The window is read as a fixed ``[B, min(L, context_length)]`` slice starting at its
-        first token; causality makes the slots after ``token`` irrelevant, and the fixed
-        shape keeps one compiled program for every step.
+        The rebuilding rule runs :meth:`__call__` on the window of :func:`window_length`
+        tokens that ends with ``token``, read as a fixed ``[B, min(L, context_length)]`` slice
+        starting at its first token; the ring buffer's rule runs
+        :meth:`sliding_window_logits` on all ``L`` slots. Causality makes the slots after
+        ``token`` irrelevant, and the fixed shapes keep one compiled program for every step.
         """
         position = state["position"]
         tokens = jax.lax.dynamic_update_slice_in_dim(
             state["tokens"], token[:, None].astype(jnp.int32), position, axis=1
         )
+        state = {**state, "tokens": tokens, "position": position + 1}
+        if "window" not in state:
+            logits = self.sliding_window_logits(tokens)
+            return jax.lax.dynamic_index_in_dim(logits, position, axis=1, keepdims=False), state
         window = window_length(state["window"], self.context_length, state["refill_length"])
         span = min(tokens.shape[1], self.context_length)
         start = position + 1 - window
         logits, _ = self(jax.lax.dynamic_slice_in_dim(tokens, start, span, axis=1))
         next_logits = jax.lax.dynamic_index_in_dim(logits, window - 1, axis=1, keepdims=False)
-        return next_logits, {**state, "tokens": tokens, "position": position + 1,
-                             "window": window}
+        return next_logits, {**state, "window": window}
 
 
 def window_length(previous, context_length, refill_length):
