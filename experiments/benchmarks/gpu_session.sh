@@ -22,7 +22,9 @@
 # transformer_float32_cublas  (not in the default steps) the same with XLA's products on cuBLAS,
 #                      PyTorch's own GEMM library, instead of Triton;
 # recurrent_bfloat16   the LSTM and GRU training steps in bfloat16 against Flax and PyTorch's autocast;
-# decode_speed         greedy decoding of 256 and 4096 tokens through a sliding 64-token window.
+# decode_speed         greedy decoding of 256 and 4096 tokens through a sliding 64-token window;
+# decode_speed_ring    (not in the default steps) the same for rotary positions: the ring-buffer
+#                      cache against nanoGPT's crop recomputed.
 #
 # Each step has its own time limit, so one that overruns costs only itself; each writes
 # RESULTS_DIR/NAME_TAG.json (default: experiments/benchmarks/results, TAG the GPU's name).
@@ -73,3 +75,6 @@ step 120 recurrent_bfloat16 "$python" -m experiments.benchmarks.recurrent --cell
   --out "$results/recurrent_bfloat16_$tag.json"
 step 50 decode_speed "$python" -m experiments.benchmarks.decode_speed --num-tokens $tokens \
   --context-length 64 --repeats $repeats --out "$results/decode_speed_sliding_$tag.json"
+step 50 decode_speed_ring "$python" -m experiments.benchmarks.decode_speed --num-tokens $tokens \
+  --context-length 64 --positional rotary --repeats $repeats \
+  --out "$results/decode_speed_sliding_ring_rotary_$tag.json"
