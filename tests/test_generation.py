@@ -203,6 +203,12 @@ def test_teacher_forced_losses_are_the_chains_next_token_losses():
         np.testing.assert_allclose(losses[row], expected, rtol=1e-5)
 
 
+def test_generating_no_token_is_an_error():
+    with pytest.raises(ValueError, match="num_tokens must be >= 1, got 0"):
+        generate(second_order_chain(random_chain(0)), chain_state(1),
+                 jnp.ones((1, 2), jnp.int32), 0, jax.random.PRNGKey(0))
+
+
 def test_empty_prompt_is_an_error():
     with pytest.raises(ValueError, match="at least one token"):
         generate(second_order_chain(random_chain(0)), chain_state(1),
