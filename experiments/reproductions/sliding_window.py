@@ -48,6 +48,7 @@ BUDGETS = {
             "num_texts": 64, "text_contexts": 8, "window_offsets": 4},
 }
 POSITIONALS = ("learned", "rotary")
+CROP = "crop (nanoGPT)"  # the rule every other one is compared with
 CLAIM = ("Past its context a Transformer slides its window. nanoGPT's crop keeps the last C "
          "tokens but recomputes them at every step; rebuilding the KV cache from the last K "
          "tokens is cheaper but sees fewer tokens after each rebuild; with rotary positions a "
@@ -58,7 +59,7 @@ CLAIM = ("Past its context a Transformer slides its window. nanoGPT's crop keeps
 def sliding_rules(positional, context_length):
     """``{name: refill_length}`` of the rules a model with ``positional`` positions slides by
     (``None``: the ring buffer)."""
-    named = {"crop (nanoGPT)": context_length - 1,
+    named = {CROP: context_length - 1,
              f"rebuild from K={context_length // 2}": context_length // 2,
              f"rebuild from K={context_length // 4}": context_length // 4}
     return {**named, "ring buffer": None} if positional == "rotary" else named
@@ -95,11 +96,15 @@ def position_losses_by_rule(run, texts):
     """``{rule: {refill_length, losses [T - 1], mean within / past the context, and past the
     context the mean difference to the crop over the texts with its standard error}}``."""
     context = run.model.context_length
-    results, crop_past = {}, None
-    for name, refill_length in sliding_rules(run.model.positional, context).items():
-        losses = np.asarray(rule_losses(run.model, run.params, texts, refill_length), np.float64)
-        past = losses[:, context:].mean(1)  # [texts]
-        crop_past = past if crop_past is None else crop_past  # the crop comes first
+    refill_lengths = sliding_rules(run.model.positional, context)
+    by_rule = {name: np.asarray(rule_losses(run.model, run.params, texts, refill_length),
+                                np.float64)
+               for name, refill_length in refill_lengths.items()}
+    crop_past = by_rule[CROP][:, context:].mean(1)  # [texts]
+    results = {}
+    for name, losses in by_rule.items():
+        refill_length = refill_lengths[name]
+        past = losses[:, context:].mean(1)
         difference = past - crop_past
         results[name] = {
             "refill_length": refill_length, "losses": losses.mean(0).tolist(),
@@ -146,7 +151,7 @@ def plot(results):
 def plot_rule_differences(axis, model_results, context, width):
     """One line per rule: its loss minus the crop's, averaged over bins of ``width``."""
     by_rule = model_results["rules"]
-    crop = np.asarray(by_rule["crop (nanoGPT)"]["losses"])
+    crop = np.asarray(by_rule[CROP]["losses"])
     for name, rule in by_rule.items():
         difference = np.asarray(rule["losses"]) - crop
         usable = len(difference) // width * width
