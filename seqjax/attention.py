@@ -270,7 +270,40 @@ def ring_slot_positions(position, length):
     return position - 1 - jnp.mod(position - 1 - slots, length)
 
 
-def cached_attention(q, k, v, cache, position):
+def ring_rotary_scores(q, k, cached_keys, position):
+    """RoPE scores ``<R_t q, R_{p_j} k_j>`` of ``S`` new queries at positions ``t = position
+    ..`` against a ring buffer of ``L`` slots, with every angle under ``2L`` positions.
+
+    Slot ``j`` caches the key of position ``p_j = j (mod L)`` rotated by ``j``, the position
+    modulo ``L``, not by ``p_j``. Of the slots in query ``t``'s window, those ``j < t mod L``
+    hold ``p_j = t - (t mod L) + j`` (its own lap of the ring) and those ``j > t mod L`` hold
+    ``p_j = t - (t mod L) - L + j`` (the lap before), so, as
+    ``<R_a q, R_b k> = <R_{a-b} q, k>``,
+
+    .. math::
+
+        \\langle R_t q, R_{p_j} k_j \\rangle = \\begin{cases}
+            \\langle R_{t \\bmod L}\\, q, R_j k_j \\rangle & j < t \\bmod L \\\\
+            \\langle R_{t \\bmod L + L}\\, q, R_j k_j \\rangle & j > t \\bmod L.
+        \\end{cases}
+
+    Angles at absolute positions would lose float32 precision as decoding goes on (outputs
+    off by 2e-3 a million tokens in, docs/benchmarks.md). Takes ``[B, N, S, H]`` queries and new
+    keys, and ``cached_keys [B, N, L, H]``; returns ``(scores [B, N, S, L], q, k)`` with the
+    new ``q, k`` rotated by ``t mod L``: the keys to cache, and the query for them (the new
+    tokens are in one lap: they do not wrap past the buffer's end).
+    """
+    max_length = cached_keys.shape[2]
+    in_ring = jnp.mod(position + jnp.arange(q.shape[2]), max_length)  # [S]: t mod L
+    q_this_lap = apply_rotary(q, in_ring)
+    this_lap = jnp.einsum("...qd,...kd->...qk", q_this_lap, cached_keys)
+    lap_before = jnp.einsum("...qd,...kd->...qk", apply_rotary(q, in_ring + max_length),
+                            cached_keys)  # two products: one on stacked queries was slower
+    scores = jnp.where(jnp.arange(max_length) < in_ring[:, None], this_lap, lap_before)
+    return scores, q_this_lap, apply_rotary(k, in_ring)
+
+
+def cached_attention(q, k, v, cache, position, *, rotary=False):
     """Causal attention for ``S`` new tokens at positions ``position .. position + S - 1``
     over the last ``L`` positions, ``L`` the cache's length.
 
@@ -278,21 +311,27 @@ def cached_attention(q, k, v, cache, position):
     (:func:`ring_slot_positions`). Query ``position + s`` attends, in one softmax, to the
     cached keys of positions ``p_j`` with ``position + s - L < p_j < position`` and, causally,
     to the new ``k, v: [B, S, N, H]``; then ``k, v`` are written into ``cache`` (see
-    :func:`init_kv_cache`). Until ``L`` tokens have been fed this is plain causal attention;
-    after, it slides (each query sees the last ``L`` positions). Returns
+    :func:`init_kv_cache`; with ``rotary``, ``k`` rotated by its slot). Until ``L`` tokens
+    have been fed this is plain causal attention; after, it slides (each query sees the last
+    ``L`` positions). Returns
     ``(out [B, S, N, H], cache)``. The ``S`` new tokens must not wrap past the buffer's end
     (``position mod L + S <= L``; one token always fits). Reading the old cache, not the
     freshly written one, lets XLA update the cache in place.
+
+    ``rotary=True`` applies RoPE (:mod:`seqjax.positional`) here, with angles under ``2L``
+    positions however far decoding has gone: see :func:`ring_rotary_scores`.
     """
     swap = _swap_time_and_heads
     q, k, v = swap(q), swap(k), swap(v)  # [B, N, S, H]
     num_new, max_length = q.shape[2], cache["key"].shape[2]
-    scores = jnp.concatenate(
-        [jnp.einsum("...qd,...kd->...qk", q, cache["key"]),
-         jnp.einsum("...qd,...kd->...qk", q, k)],
-        axis=-1,
-    ) / math.sqrt(q.shape[-1])  # [B, N, S, max_length + S]
     held = ring_slot_positions(position, max_length)
+    if rotary:
+        cached_scores, q, k = ring_rotary_scores(q, k, cache["key"], position)
+    else:
+        cached_scores = jnp.einsum("...qd,...kd->...qk", q, cache["key"])
+    scores = jnp.concatenate(
+        [cached_scores, jnp.einsum("...qd,...kd->...qk", q, k)], axis=-1
+    ) / math.sqrt(q.shape[-1])  # [B, N, S, max_length + S]
     query_positions = position + jnp.arange(num_new)[:, None]
     in_window = (held >= 0) & (held > query_positions - max_length)  # [S, max_length]
     mask = jnp.concatenate([in_window, causal_mask(num_new, num_new)], axis=-1)
@@ -392,18 +431,14 @@ class MultiHeadSelfAttention(nn.Module):
     def _output(self, heads, deterministic):
         return self.residual_dropout(self.output(heads), deterministic=deterministic)
 
-    def _queries_keys_values(self, x, positions):
-        q, k, v = self.query(x), self.key(x), self.value(x)
-        if self.rotary:
-            q = apply_rotary(q, positions[..., None])
-            k = apply_rotary(k, positions[..., None])
-        return q, k, v
-
     def __call__(self, x, *, deterministic=True, window=None):
         """``x: [B, T, W]`` -> ``[B, T, W]``; token ``t`` sits at position ``t``. With
         ``window``, each query attends only to the last ``window`` positions
         (:func:`sliding_window_mask`)."""
-        q, k, v = self._queries_keys_values(x, jnp.arange(x.shape[1]))
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.rotary:
+            positions = jnp.arange(x.shape[1])[:, None]  # [T, 1]: broadcast over the heads
+            q, k = apply_rotary(q, positions), apply_rotary(k, positions)
         mask = None if window is None else sliding_window_mask(x.shape[1], window)
         heads = multi_head_attention(
             q, k, v, causal=self.causal, mask=mask, implementation=self.implementation
@@ -414,12 +449,13 @@ class MultiHeadSelfAttention(nn.Module):
         """``S`` new tokens ``x: [B, S, W]`` at ``position``.. against a KV cache, which slides
         past its length (:func:`cached_attention`).
 
-        Returns ``(y [B, S, W], cache)``. One query row leaves nothing for a fused kernel to
-        save, so decoding always runs the reference equation.
+        Returns ``(y [B, S, W], cache)``. Rotary positions are applied inside
+        :func:`cached_attention`, by ring slot (:func:`ring_rotary_scores`). One query row
+        leaves nothing for a fused kernel to save, so decoding always runs the reference
+        equation.
         """
         if not self.causal:
             raise ValueError("KV-cache decoding needs causal=True attention")
-        positions = position + jnp.arange(x.shape[1])
-        q, k, v = self._queries_keys_values(x, positions)
-        heads, cache = cached_attention(q, k, v, cache, position)
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        heads, cache = cached_attention(q, k, v, cache, position, rotary=self.rotary)
         return self._output(heads, deterministic=True), cache

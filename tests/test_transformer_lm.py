@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from seqjax.generation import beam_search, fed_length, generate, model_step_fn
+from seqjax.generation import beam_search, fed_length, feed_prompt, generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
 from seqjax.data.tokenizers import CharTokenizer
 from seqjax.positional import POSITIONAL_KINDS
@@ -185,6 +185,21 @@ def test_ring_buffer_equals_nanogpts_crop_for_one_layer_only(num_layers):
         assert past < 1e-4  # measured 1.2e-7
     else:
         assert past > 1e-3  # measured 1.4e-2
+
+
+def test_the_ring_buffer_forgets_how_far_decoding_has_gone():
+    """The ring caches each key rotated by its slot, not its position, so a state moved on by
+    a whole number of windows (1.2 million positions: the same slots) decodes to the same
+    logits."""
+    model, variables = model_and_variables("rotary")
+    step_fn = jax.jit(model_step_fn(model, variables))
+    tokens = random_tokens(4, (2, 3 * CONTEXT_LENGTH))
+    _, near = feed_prompt(step_fn, model.init_decode_state(2, tokens.shape[1]),
+                          tokens[:, :CONTEXT_LENGTH])
+    far = {**near, "position": near["position"] + 10**5 * CONTEXT_LENGTH}
+    np.testing.assert_allclose(logits_along(step_fn, far, tokens[:, CONTEXT_LENGTH:]),
+                               logits_along(step_fn, near, tokens[:, CONTEXT_LENGTH:]),
+                               rtol=0, atol=1e-6)
 
 
 def test_text_from_a_rotary_model_slides_its_ring_buffer_by_default():
