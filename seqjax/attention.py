@@ -289,9 +289,10 @@ def ring_rotary_scores(q, k, cached_keys, position):
 
     Angles at absolute positions would lose float32 precision as decoding goes on (outputs
     off by 2e-3 a million tokens in, docs/benchmarks.md). Takes ``[B, N, S, H]`` queries and new
-    keys, and ``cached_keys [B, N, L, H]``; returns ``(scores [B, N, S, L], q, k)`` with the
-    new ``q, k`` rotated by ``t mod L``: the keys to cache, and the query for them (the new
-    tokens are in one lap: they do not wrap past the buffer's end).
+    keys before rotation, and ``cached_keys [B, N, L, H]`` rotated by slot; returns ``(scores
+    [B, N, S, L], q, k)`` with the new ``q, k`` rotated by ``t mod L``: the keys to cache, and
+    the query for them (the new tokens are in one lap: they do not wrap past the buffer's
+    end). Only the scores of slots in each query's window are these; the caller masks the rest.
     """
     max_length = cached_keys.shape[2]
     in_ring = jnp.mod(position + jnp.arange(q.shape[2]), max_length)  # [S]: t mod L
@@ -309,7 +310,8 @@ def cached_attention(q, k, v, cache, position, *, rotary=False):
 
     The cache is a ring buffer: position ``p`` lives in slot ``p mod L``
     (:func:`ring_slot_positions`). Query ``position + s`` attends, in one softmax, to the
-    cached keys of positions ``p_j`` with ``position + s - L < p_j < position`` and, causally,
+    cached keys of positions ``p_j`` with ``max(0, position + s - L + 1) <= p_j < position``
+    and, causally,
     to the new ``k, v: [B, S, N, H]``; then ``k, v`` are written into ``cache`` (see
     :func:`init_kv_cache`; with ``rotary``, ``k`` rotated by its slot). Until ``L`` tokens
     have been fed this is plain causal attention; after, it slides (each query sees the last
@@ -319,7 +321,8 @@ def cached_attention(q, k, v, cache, position, *, rotary=False):
     freshly written one, lets XLA update the cache in place.
 
     ``rotary=True`` applies RoPE (:mod:`seqjax.positional`) here, with angles under ``2L``
-    positions however far decoding has gone: see :func:`ring_rotary_scores`.
+    positions however far decoding has gone (until the int32 ``position`` overflows, at
+    ``2^31``): see :func:`ring_rotary_scores`.
     """
     swap = _swap_time_and_heads
     q, k, v = swap(q), swap(k), swap(v)  # [B, N, S, H]

@@ -262,13 +262,13 @@ def test_cached_attention_past_its_length_slides_over_the_last_positions(chunks)
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("start", [5, 10**6 + 1, 10**7 + 1])
+@pytest.mark.parametrize("start", [0, 2, 5, 10**6 + 1, 10**7 + 1])
 def test_rotary_cached_attention_stays_exact_far_into_decoding(start):
-    """A full cache of 4 slots (keys rotated by their slot) at ``start``, then a chunk of 2
-    tokens and 1 more, with RoPE: NumPy float64 attention rotated at the absolute positions,
-    over the last 4 positions. The largest error is 2.5e-7 at every start, against 1.9e-3 at
-    10^6 and 1.3e-2 at 10^7 with keys cached after rotation at absolute float32 angles
-    (measured)."""
+    """A cache of 4 slots (keys rotated by their slot; empty below position 0) at ``start``,
+    then a chunk of 2 tokens and 1 more, with RoPE: NumPy float64 attention rotated at the
+    absolute positions, over the last 4 positions. The largest error is 2.5e-7 at every
+    start, against 1.9e-3 at 10^6 and 1.3e-2 at 10^7 with keys cached after rotation at
+    absolute float32 angles (measured)."""
     window, head_dim = 4, 8
     keys = random_normal(0, (2, 3, window, head_dim))  # [B, N, L, H], before rotation
     cache = {"key": apply_rotary(keys, jnp.arange(window)),
@@ -284,8 +284,8 @@ def test_rotary_cached_attention_stays_exact_far_into_decoding(start):
     keys = numpy_rotary(np.concatenate([keys, swap(k)], axis=2), key_positions)
     values = np.concatenate([cache["value"], swap(v)], axis=2)
     offsets = query_positions[:, None] - key_positions[None, :]
-    expected = numpy_attention(numpy_rotary(swap(q), query_positions), keys, values,
-                               (offsets >= 0) & (offsets < window))
+    mask = (offsets >= 0) & (offsets < window) & (key_positions >= 0)  # empty slots: p < 0
+    expected = numpy_attention(numpy_rotary(swap(q), query_positions), keys, values, mask)
     np.testing.assert_allclose(jnp.concatenate([first, second], axis=1), swap(expected),
                                rtol=1e-5, atol=1e-5)
 
