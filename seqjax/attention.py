@@ -327,6 +327,11 @@ def cached_attention(q, k, v, cache, position, *, rotary=False):
     swap = _swap_time_and_heads
     q, k, v = swap(q), swap(k), swap(v)  # [B, N, S, H]
     num_new, max_length = q.shape[2], cache["key"].shape[2]
+    if num_new > max_length:
+        raise ValueError(
+            f"{num_new} new tokens do not fit a KV cache of {max_length}: feed them in chunks "
+            "that do not wrap past the cache's end (one token at a time always fits)"
+        )
     held = ring_slot_positions(position, max_length)
     if rotary:
         cached_scores, q, k = ring_rotary_scores(q, k, cache["key"], position)

@@ -225,6 +225,13 @@ def test_cached_attention_matches_full_causal_attention():
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, rtol=1e-5, atol=1e-6)
 
 
+def test_more_new_tokens_than_cache_slots_is_an_error():
+    q = random_normal(0, (1, 5, 2, 4))
+    cache = init_kv_cache(batch_size=1, num_heads=2, max_length=4, head_dim=4)
+    with pytest.raises(ValueError, match="5 new tokens do not fit a KV cache of 4"):
+        cached_attention(q, q, q, cache, 0)
+
+
 def test_sliding_window_mask_keeps_the_last_window_positions():
     mask = np.asarray(sliding_window_mask(6, 3))
     for i in range(6):
