@@ -92,6 +92,16 @@ def logits_along(step_fn, state, tokens):
     return jax.lax.scan(feed, state, tokens.T)[1]
 
 
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+def test_absolute_positions_fed_past_the_state_length_give_nan(positional):
+    """A cache for 4 tokens, with nothing to rebuild from, cannot slide: a 5th token's logits
+    are NaN, not those of some other function."""
+    model, variables = model_and_variables(positional)
+    step_fn = jax.jit(model_step_fn(model, variables))
+    logits = logits_along(step_fn, model.init_decode_state(2, 4), random_tokens(5, (2, 6)))
+    assert np.isfinite(logits[:4]).all() and np.isnan(logits[4:]).all()
+
+
 def test_the_window_grows_to_the_context_then_keeps_refill_length_tokens():
     lengths, window = [], 0
     for _ in range(9):

@@ -317,7 +317,10 @@ class TransformerLM(nn.Module):
     def decode_step(self, state, token):
         """Feed ``token: [B]`` at ``state["position"]`` -> ``(next-token logits [B, V], state)``;
         with the rebuilding rule a full cache is first rebuilt (:meth:`_refill`), while a ring
-        buffer slides by itself (:meth:`init_decode_state`)."""
+        buffer slides by itself (:meth:`init_decode_state`). A state of learned or sinusoidal
+        positions fed more tokens than its ``max_length`` returns NaN logits: with nothing to
+        rebuild from, its cache cannot slide (size the state with
+        :func:`seqjax.generation.fed_length`)."""
         if "recent" in state:
             full = state["position"] == self.context_length
             state = jax.lax.cond(full, self._refill, lambda state: state, state)
@@ -325,7 +328,10 @@ class TransformerLM(nn.Module):
             state = {**state, "recent": recent}
         position = state["position"]
         logits, layers = self._decode_tokens(state["layers"], token[:, None], position)
-        return logits[:, 0], {**state, "layers": layers, "position": position + 1}
+        logits = logits[:, 0]
+        if "recent" not in state and self.positional != "rotary":
+            logits = jnp.where(position < layers[0]["key"].shape[2], logits, jnp.nan)
+        return logits, {**state, "layers": layers, "position": position + 1}
 
     def uncached_decode_state(self, batch_size, max_length, refill_length=None):
         """Baseline decode state without a cache: every token fed (``"tokens": [B, L]``, with
