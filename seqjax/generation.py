@@ -23,6 +23,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from seqjax.losses import token_cross_entropy
+
 
 def model_step_fn(model, variables):
     """``step_fn(state, token)`` running ``model.decode_step`` with ``variables``."""
@@ -147,8 +149,7 @@ def teacher_forced_losses(step_fn, state, tokens):
     def feed(state, inputs):
         token, target = inputs
         logits, state = step_fn(state, token)
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        return state, -jnp.take_along_axis(log_probs, target[:, None], axis=-1)[:, 0]
+        return state, token_cross_entropy(logits, target)
 
     _, losses = jax.lax.scan(feed, state, (tokens[:, :-1].T, tokens[:, 1:].T))
     return losses.T
