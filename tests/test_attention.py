@@ -249,11 +249,11 @@ def test_ring_slots_hold_the_latest_earlier_position_of_their_residue():
                 assert held[slot] < 0  # still empty
 
 
-@pytest.mark.parametrize("chunks", [[3] + [1] * 8, [2] * 6])
+@pytest.mark.parametrize("chunks", [[3] + [1] * 8, [2] * 6, [3] * 4, [1, 4, 4, 3]])
 def test_cached_attention_past_its_length_slides_over_the_last_positions(chunks):
-    """A cache of 4 slots fed 11 or 12 tokens in chunks (a 3-token prefix then one by one, or
-    two at a time, also after the buffer wrapped): each query attends to the last 4 positions
-    (NumPy, float64)."""
+    """A cache of 4 slots fed 11 to 13 tokens in chunks (a 3-token prefix then one by one; two
+    at a time; three at a time and 1, 4, 4, 3, whose chunks wrap past the buffer's end): each
+    query attends to the last 4 positions (NumPy, float64)."""
     length, window = sum(chunks), 4
     q, k, v = (random_normal(i, (2, length, 3, 4)) for i in range(3))
     cache = init_kv_cache(batch_size=2, num_heads=3, max_length=window, head_dim=4)
@@ -269,11 +269,12 @@ def test_cached_attention_past_its_length_slides_over_the_last_positions(chunks)
     np.testing.assert_allclose(jnp.concatenate(outs, axis=1), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("start", [0, 2, 5, 10**6 + 1, 10**7 + 1])
+@pytest.mark.parametrize("start", [0, 2, 3, 5, 7, 10**6 + 1, 10**6 + 3, 10**7 + 1])
 def test_rotary_cached_attention_stays_exact_far_into_decoding(start):
     """A cache of 4 slots (keys rotated by their slot; empty below position 0) at ``start``,
-    then a chunk of 2 tokens and 1 more, with RoPE: NumPy float64 attention rotated at the
-    absolute positions, over the last 4 positions. The largest error is 2.5e-7 at every
+    then a chunk of 2 tokens (wrapping past the buffer's end where ``start = 3 mod 4``) and 1
+    more, with RoPE: NumPy float64 attention rotated at the absolute positions, over the last
+    4 positions. The largest error is 2.5e-7 at every
     start, against 1.9e-3 at 10^6 and 1.3e-2 at 10^7 with keys cached after rotation at
     absolute float32 angles (measured)."""
     window, head_dim = 4, 8
