@@ -1,8 +1,15 @@
-"""The token streams of a language-modeling run: corpus -> 90/10 split -> tokenizer -> ids.
+"""The token streams of a language-modeling run: corpus -> train/validation split -> tokenizer -> ids.
 
-The tokenizer is built once (characters of the whole corpus, so the validation split has no
-unknown symbols; word and BPE vocabularies from the training split) and saved in the workdir;
-a resumed run and the sampling command load it from there.
+Two kinds of corpus:
+
+- one text (a named corpus or a text file): split at 90% of its characters, the tokenizer
+  built once (characters of the whole corpus, so the validation split has no unknown
+  symbols; word and BPE vocabularies from the training split), the splits encoded in memory;
+- a folder of files (a folder path, or ``"python_stdlib_full"``): split by file
+  (:mod:`seqjax.data.file_corpus`), tokenized once into memory-mapped token files that later
+  runs and resumes open without tokenizing again (:mod:`seqjax.data.token_cache`).
+
+The tokenizer is saved in the workdir; a resumed run and the sampling command load it from there.
 """
 
 from dataclasses import dataclass
@@ -12,27 +19,47 @@ import numpy as np
 
 from seqjax.data import build_tokenizer, load_corpus, load_tokenizer, split_train_val
 from seqjax.data.errors import CorpusError
+from seqjax.data.file_corpus import file_corpus
+from seqjax.data.token_cache import cached_token_splits, cached_tokenizer
 
 
 @dataclass(frozen=True)
 class LanguageData:
     tokenizer: object
-    train_tokens: np.ndarray  # [N_train] int32
-    val_tokens: np.ndarray  # [N_val] int32
+    train_tokens: np.ndarray  # [N_train] integer ids (a read-only memory map for a file corpus)
+    val_tokens: np.ndarray  # [N_val]
 
 
-def prepare_language_data(data_config, workdir, min_tokens):
-    """Load the corpus, build or load the workdir's tokenizer, encode both splits."""
+def _text_corpus_data(data_config, workdir):
     text = load_corpus(data_config.corpus)
     train_text, val_text = split_train_val(text)
-    tokenizer_file = Path(workdir) / "tokenizer.json"
-    if tokenizer_file.exists():
+    if (Path(workdir) / "tokenizer.json").exists():
         tokenizer = load_tokenizer(workdir)
     else:
         source = text if data_config.tokenizer == "char" else train_text
         tokenizer = build_tokenizer(data_config.tokenizer, source, vocab_size=data_config.vocab_size)
         tokenizer.save(workdir)
-    data = LanguageData(tokenizer, tokenizer.encode(train_text), tokenizer.encode(val_text))
+    return LanguageData(tokenizer, tokenizer.encode(train_text), tokenizer.encode(val_text))
+
+
+def _file_corpus_data(corpus, data_config, workdir):
+    splits = corpus.split()
+    if (Path(workdir) / "tokenizer.json").exists():
+        tokenizer = load_tokenizer(workdir)
+    else:
+        tokenizer = cached_tokenizer(corpus, splits[0], data_config.tokenizer,
+                                     data_config.vocab_size)
+        tokenizer.save(workdir)
+    return LanguageData(tokenizer, *cached_token_splits(corpus, splits, tokenizer))
+
+
+def prepare_language_data(data_config, workdir, min_tokens):
+    """Load the corpus, build or load the workdir's tokenizer, encode (or open) both splits."""
+    corpus = file_corpus(data_config.corpus)
+    if corpus is None:
+        data = _text_corpus_data(data_config, workdir)
+    else:
+        data = _file_corpus_data(corpus, data_config, workdir)
     for split, tokens in (("training", data.train_tokens), ("validation", data.val_tokens)):
         if len(tokens) < min_tokens:
             raise CorpusError(

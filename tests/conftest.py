@@ -33,6 +33,11 @@ def _fast_compile_flag():
 
 _COMPILATION_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-compilation-cache-")
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+# Token files and tokenizers of file corpora (seqjax.data.token_cache) go to a folder of this
+# test session, not to the user's ~/.cache/seqjax.
+_TOKEN_CACHE = tempfile.mkdtemp(prefix="seqjax-tests-token-cache-")
+atexit.register(shutil.rmtree, _TOKEN_CACHE, ignore_errors=True)
+os.environ["SEQJAX_CACHE_DIR"] = _TOKEN_CACHE
 _XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
 os.environ.update({
     "XLA_FLAGS": _XLA_FLAGS if FAST_COMPILE_FLAG in _XLA_FLAGS

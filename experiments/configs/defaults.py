@@ -16,7 +16,7 @@ def base_config():
     config.progress_bar = True  # tqdm bar with the current loss on stderr
 
     config.data = ml_collections.ConfigDict()
-    config.data.corpus = "python_stdlib"  # tiny_shakespeare | python_stdlib | a path to a text file
+    config.data.corpus = "python_stdlib"  # tiny_shakespeare | python_stdlib(_full) | a file or folder
     config.data.tokenizer = "char"  # char | word | bpe
     config.data.vocab_size = 1024  # word/bpe vocabulary size (char ignores it)
     config.data.batching = "stream"  # stream: contiguous windows, state carried | random: windows

@@ -10,6 +10,7 @@ from seqjax.data.corpora import (
     split_train_val,
 )
 from seqjax.data.errors import CorpusError, OutOfVocabularyError
+from seqjax.data.file_corpus import FileCorpus, file_corpus, folder_corpus, python_stdlib_files
 from seqjax.data.tokenizers import (
     TOKENIZERS,
     BPETokenizer,
@@ -25,6 +26,7 @@ __all__ = [
     "CORPUS_NAMES",
     "CharTokenizer",
     "CorpusError",
+    "FileCorpus",
     "OutOfVocabularyError",
     "TOKENIZERS",
     "Tokenizer",
@@ -32,9 +34,12 @@ __all__ = [
     "build_tokenizer",
     "download_verified",
     "eval_windows",
+    "file_corpus",
+    "folder_corpus",
     "load_corpus",
     "load_tokenizer",
     "num_stream_windows",
+    "python_stdlib_files",
     "python_stdlib_text",
     "random_windows",
     "resolve_data_dir",

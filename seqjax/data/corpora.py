@@ -9,6 +9,8 @@ Named corpora:
   :func:`python_stdlib_text`); needs no network and no file.
 
 Any other name is read as the path of a UTF-8 text file. A name wins over a file of the same name.
+Folders of files, and ``"python_stdlib_full"`` (the whole standard library, tests included),
+are corpora split by file: :mod:`seqjax.data.file_corpus`.
 """
 
 import hashlib
@@ -150,10 +152,15 @@ def _tiny_shakespeare_bytes(folder):
 
 def _local_file_bytes(path):
     """Bytes of the file at ``path``; a missing file is a :class:`CorpusError` listing the names."""
+    if path.is_dir():
+        raise CorpusError(
+            f"{str(path)!r} is a folder: read it with seqjax.data.file_corpus.folder_corpus "
+            "(a training config's data.corpus takes a folder and splits it by file)")
     if not path.is_file():
         raise CorpusError(
             f"no corpus file at {str(path)!r} (resolved: {path.resolve()}): give the path of a "
-            f"UTF-8 text file or one of the corpus names {', '.join(map(repr, CORPUS_NAMES))}"
+            f"UTF-8 text file, a folder of text files, or one of the corpus names "
+            f"{', '.join(map(repr, CORPUS_NAMES + ('python_stdlib_full',)))}"
         )
     return path.read_bytes()
 

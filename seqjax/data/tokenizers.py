@@ -47,6 +47,12 @@ def _as_ids(ids, vocab_size):
     return ids
 
 
+def _pieces(text):
+    """``text`` as an iterable of strings: a string alone, or the given iterable (e.g. the
+    files of a corpus, read one at a time)."""
+    return [text] if isinstance(text, str) else text
+
+
 def _write_json(directory, payload):
     """Write ``payload`` plus the format version to ``directory/tokenizer.json``."""
     directory = Path(directory)
@@ -74,9 +80,13 @@ class CharTokenizer:
 
     @classmethod
     def train(cls, text):
-        if not text:
+        """The vocabulary of ``text``: a string, or an iterable of strings (e.g. files)."""
+        chars = set()
+        for piece in _pieces(text):
+            chars.update(piece)
+        if not chars:
             raise ValueError("cannot build a character vocabulary from empty text")
-        return cls(set(text))
+        return cls(chars)
 
     @property
     def vocab_size(self):
@@ -100,8 +110,11 @@ class CharTokenizer:
         ids = _as_ids(ids, self.vocab_size)
         return self._code_points[ids].astype("<u4").tobytes().decode("utf-32-le")
 
+    def to_dict(self):
+        return {"kind": self.kind, "vocab": self.vocab}
+
     def save(self, directory):
-        return _write_json(directory, {"kind": self.kind, "vocab": self.vocab})
+        return _write_json(directory, self.to_dict())
 
     @classmethod
     def from_dict(cls, payload):
@@ -133,7 +146,9 @@ class WordTokenizer:
         if max_vocab_size is not None and max_vocab_size < 2:
             raise ValueError(
                 f"max_vocab_size must be at least 2 (<unk> and one word), got {max_vocab_size}")
-        counts = collections.Counter(cls.pattern.findall(text))
+        counts = collections.Counter()
+        for piece in _pieces(text):
+            counts.update(cls.pattern.findall(piece))
         if not counts:
             raise ValueError("cannot build a word vocabulary from empty text")
         tokens = sorted(counts, key=lambda token: (-counts[token], token))
@@ -151,8 +166,11 @@ class WordTokenizer:
     def decode(self, ids):
         return "".join(self.vocab[i] for i in _as_ids(ids, self.vocab_size).tolist())
 
+    def to_dict(self):
+        return {"kind": self.kind, "vocab": self.vocab}
+
     def save(self, directory):
-        return _write_json(directory, {"kind": self.kind, "vocab": self.vocab})
+        return _write_json(directory, self.to_dict())
 
     @classmethod
     def from_dict(cls, payload):
@@ -179,14 +197,14 @@ class BPETokenizer:
         if vocab_size < len(alphabet):
             raise ValueError(f"byte-level BPE needs vocab_size >= {len(alphabet)} (one token per "
                              f"byte), got {vocab_size}")
-        if not text:
+        if isinstance(text, str) and not text:
             raise ValueError("cannot train BPE on empty text")
         hf_tokenizer = HFTokenizer(models.BPE())
         hf_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf_tokenizer.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet,
                                       special_tokens=[], show_progress=False)
-        hf_tokenizer.train_from_iterator([text], trainer)
+        hf_tokenizer.train_from_iterator(_pieces(text), trainer)
         return cls(hf_tokenizer)
 
     @property
@@ -200,8 +218,15 @@ class BPETokenizer:
         ids = _as_ids(ids, self.vocab_size).tolist()
         return self._tokenizer.decode(ids, skip_special_tokens=False)
 
+    def encode_batch(self, texts):
+        """``[encode(text) for text in texts]``, the texts encoded in parallel threads."""
+        return [np.array(e.ids, dtype=np.int32) for e in self._tokenizer.encode_batch(list(texts))]
+
+    def to_dict(self):
+        return {"kind": self.kind, "hf_tokenizer": self._tokenizer.to_str()}
+
     def save(self, directory):
-        return _write_json(directory, {"kind": self.kind, "hf_tokenizer": self._tokenizer.to_str()})
+        return _write_json(directory, self.to_dict())
 
     @classmethod
     def from_dict(cls, payload):
@@ -222,7 +247,8 @@ def _tokenizer_class(kind):
 
 
 def build_tokenizer(kind, text, *, vocab_size=None):
-    """A ``kind`` tokenizer (``"char"``, ``"word"`` or ``"bpe"``) trained on ``text``.
+    """A ``kind`` tokenizer (``"char"``, ``"word"`` or ``"bpe"``) trained on ``text``: a
+    string, or an iterable of strings read once (e.g. the files of a corpus).
 
     ``vocab_size`` caps the word vocabulary, sets the BPE vocabulary (default
     ``DEFAULT_BPE_VOCAB_SIZE``) and is ignored by ``"char"``, whose vocabulary is the text's.
