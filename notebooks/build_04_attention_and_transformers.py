@@ -423,7 +423,8 @@ CELLS = [
       `python -m experiments.sample --workdir=<that folder> --temperature=0.8`.
     - A larger GPT: `python -m experiments.train --config=experiments/configs/nanogpt_cpu.py
       --workdir=runs/nanogpt`.
-    - `05_rnn_vs_transformer.ipynb` compares this model with an LSTM of the same size.
+    - `05_long_context.ipynb` asks whether a rotary Transformer uses a long context better
+      than an LSTM of the same size, on BPE tokens of Python source.
     """),
 ]
 

@@ -3,7 +3,9 @@
 The layout is the architecture: :mod:`seqjax.cells` (pure recurrent cells),
 :mod:`seqjax.recurrence` (``lax.scan`` drivers), :mod:`seqjax.recurrent_modules` (Flax shells),
 :mod:`seqjax.attention`, :mod:`seqjax.models`, :mod:`seqjax.data`, :mod:`seqjax.tasks`,
-:mod:`seqjax.generation`, :mod:`seqjax.training`.
+:mod:`seqjax.generation`, :mod:`seqjax.training`, :mod:`seqjax.evaluation` (loss along the
+context, with bootstrap intervals), :mod:`seqjax.simple_recurrent_network` (Elman's 1990
+network and his one-step training rule).
 """
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ import pytest
 from experiments.reproductions.command import claim_workdir, module_name, reproduce
 from experiments.reproductions.replot import replot
 from seqjax.errors import ConfigError
+from seqjax.evaluation import binned_losses
 
 REPO = Path(__file__).parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -41,11 +42,26 @@ def test_gated_vs_plain_matches_parameter_counts(tmp_path):
     assert results["ngram_floor"]["val_loss"] > 0 and len(results["ngram_floor"]["table"]) == 6
 
 
-def test_rnn_vs_transformer_and_replot(tmp_path):
-    results = run_tiny("rnn_vs_transformer", tmp_path)
-    assert len(results["runs"]) == 2
-    assert [len(losses) for losses in results["per_position_loss"].values()] == [16, 16]
-    redrawn = replot(tmp_path / "rnn_vs_transformer.json", tmp_path / "redrawn.png")
+def test_long_context_study_and_replot(tmp_path):
+    results = run_tiny("long_context", tmp_path)
+    labels = list(results["runs"])
+    assert [r["family"] for r in results["runs"].values()] == ["transformer", "lstm", "gru"]
+    counts = [r["non_embedding_parameters"] for r in results["runs"].values()]
+    assert max(counts) / min(counts) < 1.1  # matched within 10%
+    curves = dict(np.load(tmp_path / "window_losses.npz"))
+    assert set(curves) == set(results["per_position"])
+    bins = [tuple(b) for b in results["bins"]]
+    for name, losses in curves.items():
+        assert losses.shape == (results["data"]["eval_windows"], results["data"]["window_tokens"])
+        summary = results["per_position"][name]
+        np.testing.assert_allclose(summary["mean"], binned_losses(losses, bins).mean(0), atol=1e-5)
+        assert np.all(np.array(summary["low"]) <= np.array(summary["mean"]) + 1e-9)
+    paired = results["difference"][f"{labels[0]} - {labels[1]}"]["mean"]
+    np.testing.assert_allclose(
+        paired, (binned_losses(curves[labels[0]], bins) - binned_losses(curves[labels[1]], bins)).mean(0),
+        atol=1e-5)
+    assert results["data"]["train_files"] + results["data"]["val_files"] == 5
+    redrawn = replot(tmp_path / "long_context.json", tmp_path / "redrawn.png")
     assert Path(redrawn).stat().st_size > 10_000
 
 
@@ -65,10 +81,22 @@ def test_sliding_window_rules_agree_within_the_context(tmp_path):
                                rtol=1e-5)
 
 
-def test_elman_xor(tmp_path):
+def test_elman_xor_and_replot(tmp_path):
+    from experiments.reproductions.elman_xor import COMBINATIONS, PROTOCOLS
+
     results = run_tiny("elman_xor", tmp_path)
-    errors = np.asarray(results["by_hidden_size"]["2"]["rms_error_by_position"])
-    assert errors.shape == (12,) and np.all((errors > 0) & (errors < 1))
+    assert list(results["protocols"]) == list(PROTOCOLS)
+    for name, result in results["protocols"].items():
+        errors = np.asarray(result["summary"]["rms_error_by_position"])
+        assert errors.shape == (12,) and np.all((errors > 0) & (errors < 1)), name
+        assert len(result["by_seed"]) == 1 and len(result["training_error_per_bit"]) == 20
+    assert "scored_with_resets_every_36_bits" in results["protocols"]["reset every 36 bits"]
+    assert results["protocols"]["Adam"]["xor_bits_minus_elman"]["seeds"] == 1
+    assert list(results["combinations"]["3"]) == list(COMBINATIONS)
+    assert list(results["learning_rates"]) == ["0.3"]
+    assert results["references"]["knows the phase"]["xor_bits"] == 0.0
+    redrawn = replot(tmp_path / "elman_xor.json", tmp_path / "redrawn.png")
+    assert Path(redrawn).stat().st_size > 10_000
 
 
 def test_command_line_errors_are_one_line():

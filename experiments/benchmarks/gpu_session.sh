@@ -24,7 +24,11 @@
 # recurrent_bfloat16   the LSTM and GRU training steps in bfloat16 against Flax and PyTorch's autocast;
 # decode_speed         greedy decoding of 256 and 4096 tokens through a sliding 64-token window;
 # decode_speed_ring    (not in the default steps) the same for rotary positions: the ring-buffer
-#                      cache against nanoGPT's crop recomputed.
+#                      cache against nanoGPT's crop recomputed;
+# long_context         (not in the default steps: it takes a session of its own, 9 min 20 s)
+#                      the long-context study at --budget=gpu (1,024-token windows, 4 sizes per
+#                      family); its runs resume, so a second session finishes what one did not.
+#                      Writes RESULTS_DIR/long_context_TAG/long_context.{json,png}.
 #
 # Each step has its own time limit, so one that overruns costs only itself; each writes
 # RESULTS_DIR/NAME_TAG.json (default: experiments/benchmarks/results, TAG the GPU's name).
@@ -40,8 +44,9 @@ steps=${STEPS:-gpu_tests compile_time compile_time_flax transformer_bfloat16 rec
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 mkdir -p "$results"
 lstm=lstm:32x128x64x256 gpt=nanogpt_gpu shape=32x128x64x256 tokens=256,4096 repeats=10
+study_budget=gpu
 if [ -n "${REHEARSAL:-}" ]; then  # every command at a toy size, to check the script itself
-  lstm=lstm:2x8x4x8 gpt=tiny shape=2x8x4x8 tokens=16,80 repeats=1
+  lstm=lstm:2x8x4x8 gpt=tiny shape=2x8x4x8 tokens=16,80 repeats=1 study_budget=tiny
 fi
 
 step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME is in $steps
@@ -78,3 +83,5 @@ step 50 decode_speed "$python" -m experiments.benchmarks.decode_speed --num-toke
 step 50 decode_speed_ring "$python" -m experiments.benchmarks.decode_speed --num-tokens $tokens \
   --context-length 64 --positional rotary --repeats $repeats \
   --out "$results/decode_speed_sliding_ring_rotary_$tag.json"
+step 560 long_context "$python" -m experiments.reproductions.long_context \
+  --workdir="$results/long_context_$tag" --budget=$study_budget

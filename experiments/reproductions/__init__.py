@@ -3,7 +3,8 @@
 =======================  ===============================================================
 module                   claim (source)
 =======================  ===============================================================
-``elman_xor``            error is low only on every third bit of temporal XOR (Elman 1990)
+``elman_xor``            the error dips at every third bit of temporal XOR, from hidden units
+                         that code runs and alternations, not the phase (Elman 1990)
 ``vanishing_gradients``  ``||dh_T/dh_k||`` decays exponentially for a plain RNN with
                          ``sigma_max(W_h) < 1``; gates keep it alive (Pascanu et al. 2013)
 ``adding``,             adding and copy-memory problems: the plain RNN stays at the
@@ -11,8 +12,11 @@ module                   claim (source)
                          et al. 2016); shared code in ``long_range_memory``
 ``gated_vs_plain``       gated cells beat the tanh RNN at equal parameter counts, GRU and
                          LSTM are close (Chung et al. 2014); the n-gram floor beside them
-``rnn_vs_transformer``   Transformers use parameters and long contexts better than LSTMs
-                         (Kaplan et al. 2020, Fig. 7)
+``long_context``         an LSTM's per-token loss plateaus after <100 tokens, a Transformer's
+                         keeps falling; Transformers use parameters better (Kaplan et al.
+                         2020), on Python source with count-model cache baselines
+``sliding_window``       past its context a GPT slides its window; what each sliding rule
+                         costs in loss against nanoGPT's crop
 =======================  ===============================================================
 
 Every command takes ``--workdir`` and ``--budget``: ``cpu`` (minutes on a 2-core CPU, the

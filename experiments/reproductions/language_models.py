@@ -1,6 +1,6 @@
 """What the language-model reproductions share: configs, parameter counts, the n-gram floor.
 
-``gated_vs_plain.py`` and ``rnn_vs_transformer.py`` train character-level language models
+``gated_vs_plain.py``, ``long_context.py`` and ``sliding_window.py`` train language models
 through :func:`seqjax.training.train_and_evaluate` (each run in its own sub-folder, resumable),
 and compare them with the count n-gram model of :mod:`seqjax.models.ngram`.
 """
@@ -62,8 +62,9 @@ def parameter_counts(config, vocab_size):
     return sum(sizes.values()), sum(n for g, n in sizes.items() if g not in EMBEDDING_GROUPS)
 
 
-def matched_hidden_size(settings, kind, target_total, vocab_size):
-    """The recurrent width whose total parameter count is closest to ``target_total``.
+def matched_hidden_size(settings, kind, target_total, vocab_size, non_embedding=False):
+    """The recurrent width whose total parameter count (``non_embedding``: its count without
+    the token table and read-out) is closest to ``target_total``.
 
     A one-layer recurrent LM's count is a quadratic ``a H^2 + b H + c`` in its width ``H``
     (gates x ``H (H + E + 1)``, the read-out ``H V``, the rest constant): read it off three
@@ -71,7 +72,7 @@ def matched_hidden_size(settings, kind, target_total, vocab_size):
     """
     def count(hidden_size):
         model = recurrent_model(kind, hidden_size, settings["embed_size"])
-        return parameter_counts(lm_config(settings, model), vocab_size)[0]
+        return parameter_counts(lm_config(settings, model), vocab_size)[int(non_embedding)]
 
     c1, c2, c3 = count(1), count(2), count(3)
     a = (c3 - 2 * c2 + c1) / 2
@@ -88,9 +89,11 @@ def train_lm(config, run_dir):
     return [r for r in read_metrics(run_dir) if "val_loss" in r]
 
 
-def language_data(settings, run_dir):
+def language_data(settings, run_dir, tokenizer="char", vocab_size=None):
     """The token splits and tokenizer of a run (the same for every model of a reproduction)."""
     config = lm_config(settings, recurrent_model("lstm", 8, 8))
+    config.data.tokenizer = tokenizer
+    config.data.vocab_size = vocab_size or config.data.vocab_size
     return prepare_language_data(config.data, run_dir, config.batch_size * config.seq_len + 1)
 
 

@@ -115,7 +115,9 @@ def temporal_xor(length=36, aligned=False):
     Input ``[T, 1]``: the bits; target at step ``t``: bit ``t + 1`` (two classes). Only
     every third bit (the XOR of the two before it) is predictable; the others are fair coins.
     Each sequence starts at a random phase of its first triple, or, with ``aligned``, at
-    the triple's first bit (as Elman's single stream does), so that the phase can be counted.
+    the triple's first bit (as Elman's single stream does); aligned windows reset at a fixed
+    phase give a network a phase clock that Elman's unbroken stream did not
+    (``experiments/reproductions/elman_xor.py`` runs his protocol).
     The best predictor that knows the phase scores accuracy ``2/3`` and cross-entropy
     ``(2/3) ln 2 ~ 0.462``; the best that ignores the input, ``1/2`` and ``ln 2``.
     """
