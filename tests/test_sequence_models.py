@@ -17,11 +17,14 @@ from seqjax.models.seq2seq import (
     greedy_decode, seq2seq_from_config, teacher_forcing_inputs,
 )
 from seqjax.models.sequence_heads import (
-    ManyToMany, ManyToOne, MultiHeadAttention, RecurrentEncoder, TransformerEncoder,
-    key_padding_mask, pool, sequence_model_from_config,
+    CausalTransformerEncoder, ManyToMany, ManyToOne, MultiHeadAttention, RecurrentEncoder,
+    TransformerEncoder, key_padding_mask, pool, sequence_model_from_config,
 )
+from experiments.configs.tasks import task_config
+from seqjax.errors import ConfigError
 from seqjax.tasks import get_task
 from seqjax.tasks.vocabulary import BOS, EOS
+from seqjax.training.config_checks import check_task_config
 
 VOCAB, HIDDEN, MAX_LENGTH = 7, 8, 10
 
@@ -64,6 +67,10 @@ ENCODERS = {
     "transformer_last_sinusoidal": lambda: TransformerEncoder(
         HIDDEN, 1, 2, MAX_LENGTH, VOCAB, positional="sinusoidal", pooling="last"
     ),
+    "causal_transformer_rotary": lambda: CausalTransformerEncoder(HIDDEN, 2, 2, MAX_LENGTH, VOCAB),
+    "causal_transformer_learned": lambda: CausalTransformerEncoder(
+        HIDDEN, 1, 2, MAX_LENGTH, VOCAB, positional="learned"
+    ),
 }
 
 
@@ -91,7 +98,8 @@ def test_many_to_one_prediction_ignores_padding(encoder):
     assert not np.allclose(alone[0], alone[1])  # the predictions do depend on the input
 
 
-@pytest.mark.parametrize("encoder", ["lstm_backward", "transformer_mean"])
+@pytest.mark.parametrize("encoder", ["lstm_backward", "transformer_mean",
+                                     "causal_transformer_rotary"])
 def test_many_to_many_predictions_ignore_padding(encoder):
     model = ManyToMany(ENCODERS[encoder](), output_size=3)
     (short, short_lengths), (long, long_lengths) = padded_batches(1)
@@ -100,6 +108,62 @@ def test_many_to_many_predictions_ignore_padding(encoder):
     batched = apply(model, variables, long, long_lengths)
     for row, length in enumerate(short_lengths):
         np.testing.assert_allclose(alone[row, :length], batched[row, :length], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["causal_transformer_rotary", "causal_transformer_learned"])
+def test_causal_transformer_outputs_see_only_the_past(encoder):
+    """Changing the inputs at steps ``t+1..`` leaves every output at steps ``<= t`` unchanged and
+    changes the later ones; the bidirectional encoder, for contrast, changes them all."""
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(1, VOCAB, (2, MAX_LENGTH)).astype(np.int32)
+    lengths = np.full(2, MAX_LENGTH, np.int32)
+    for name in (encoder, "transformer_mean"):
+        model = ManyToMany(ENCODERS[name](), output_size=3)
+        variables = init(model, tokens, lengths)
+        before = apply(model, variables, tokens, lengths)
+        for t in (0, 4, MAX_LENGTH - 2):
+            changed = tokens.copy()
+            changed[:, t + 1:] = (tokens[:, t + 1:] % (VOCAB - 1)) + 1  # a different id
+            after = apply(model, variables, changed, lengths)
+            past_unchanged = np.allclose(before[:, :t + 1], after[:, :t + 1], rtol=1e-6, atol=1e-6)
+            assert past_unchanged == (name == encoder)
+            assert not np.allclose(before[:, t + 1:], after[:, t + 1:])
+
+
+def test_causal_transformer_answers_where_the_recurrent_encoders_do():
+    """The summary is the state at each sequence's own last valid step (a recurrent encoder's
+    final carry), the states past a length are zero as the recurrent ones, and a many-to-one
+    head reads the same number as a tagger at that step; rotary positions add no parameters."""
+    (_, _), (tokens, lengths) = padded_batches(4)
+    encoder = ENCODERS["causal_transformer_rotary"]()
+    variables = init(encoder, tokens, lengths)
+    states, summary = apply(encoder, variables, tokens, lengths)
+    np.testing.assert_array_equal(summary, np.asarray(states)[np.arange(4), lengths - 1])
+    past_end = np.arange(MAX_LENGTH)[None, :] >= lengths[:, None]
+    recurrent = RecurrentEncoder("gru", HIDDEN, VOCAB, 6)
+    recurrent_states, _ = apply(recurrent, init(recurrent, tokens, lengths), tokens, lengths)
+    assert np.all(np.asarray(states)[past_end] == 0)
+    assert np.all(np.asarray(recurrent_states)[past_end] == 0)
+    assert "position" not in variables["params"]["embedding"]
+    one, many = (head(encoder, output_size=3) for head in (ManyToOne, ManyToMany))
+    head_variables = init(many, tokens, lengths)
+    np.testing.assert_allclose(
+        apply(one, head_variables, tokens, lengths),
+        np.asarray(apply(many, head_variables, tokens, lengths))[np.arange(4), lengths - 1],
+        rtol=1e-6, atol=1e-6)
+
+
+def test_causal_transformer_preset_passes_the_task_checks():
+    config = task_config("copy_memory", "causal_transformer")
+    assert (config.model.kind, config.model.positional, config.model.pooling) == (
+        "causal_transformer", "rotary", "last")
+    check_task_config(config, get_task("copy_memory"))
+    check_task_config(task_config("temporal_xor", "causal_transformer"), get_task("temporal_xor"))
+    with pytest.raises(ConfigError, match="seq2seq"):
+        check_task_config(task_config("reverse", "causal_transformer"), get_task("reverse"))
+    config.model.hidden_size, config.model.num_heads = 12, 4  # rotary pairs need an even head
+    with pytest.raises(ConfigError, match="even head size"):
+        check_task_config(config, get_task("copy_memory"))
 
 
 def python_loop_final_hidden(cell_name, params, xs, length, reverse=False):
@@ -185,13 +249,18 @@ def test_pool_against_numpy(rng):
 
 def test_heads_from_config_have_the_task_shapes():
     cases = [("parity", "gru", (4, 2)), ("sequence_sum", "transformer", (4, 1)),
-             ("seen_before", "transformer", (4, 24, 2))]
+             ("seen_before", "transformer", (4, 24, 2)),
+             ("sequence_sum", "causal_transformer", (4, 1)),
+             ("seen_before", "causal_transformer", (4, 24, 2))]
     for name, kind, expected in cases:
         task = get_task(name)
         batch = task.training_batch(0, 0, 4)
-        model = sequence_model_from_config(model_config(kind), task)
+        model = sequence_model_from_config(model_config(kind, **CAUSAL_FIELDS.get(kind, {})), task)
         variables = init(model, batch.inputs, batch.input_lengths)
         assert apply(model, variables, batch.inputs, batch.input_lengths).shape == expected
+
+
+CAUSAL_FIELDS = {"causal_transformer": {"positional": "rotary", "pooling": "last"}}
 
 
 SEQ2SEQ = {
@@ -291,6 +360,8 @@ BFLOAT16_MODELS = {  # (task, model config): every encoder family, head kind and
     "gru_bidirectional_classifier": ("parity", model_config("gru", direction="bidirectional")),
     "transformer_regressor": ("sequence_sum", model_config("transformer")),
     "lstm_tagger": ("seen_before", model_config("lstm")),
+    "causal_transformer_tagger": ("seen_before", model_config(
+        "causal_transformer", **CAUSAL_FIELDS["causal_transformer"])),
     "lstm_additive_seq2seq": ("reverse", model_config("lstm", attention="additive")),
     "elman_dot_seq2seq": ("reverse", model_config("elman", attention="dot")),
     "transformer_seq2seq": ("reverse", model_config("transformer")),

@@ -7,7 +7,11 @@ An encoder maps ``inputs [B, T]`` (token ids) or ``[B, T, F]`` (values) and thei
   summary is the final carry's hidden state at each sequence's own last valid step (the
   backward direction ends at step 0), so padding never changes it;
 - :class:`TransformerEncoder` (pre-LN blocks of unmasked-but-padding-masked self-attention
-  and an MLP): the summary pools the states over the valid steps.
+  and an MLP): bidirectional, every state sees the whole sequence; the summary pools the
+  states over the valid steps;
+- :class:`CausalTransformerEncoder` (a decoder-only Transformer: causal self-attention, rotary
+  positions by default): state ``t`` sees steps ``0..t`` only, as a forward recurrent layer's,
+  and the summary is the state at each sequence's own last valid step.
 
 :class:`ManyToOne` puts a linear head on the summary (a classifier, or a regressor with one
 output), :class:`ManyToMany` on every state (a tagger). States past a sequence's length are
@@ -26,14 +30,18 @@ import jax.numpy as jnp
 
 from seqjax.attention import HeadsProjection, MergeHeadsProjection, multi_head_attention
 from seqjax.cells import get_cell
-from seqjax.models.transformer_lm import INIT_STD, MLP
-from seqjax.positional import LearnedPositionalEmbedding, sinusoidal_features
+from seqjax.models import MODEL_KINDS
+from seqjax.models.transformer_lm import INIT_STD, MLP, TransformerBlock
+from seqjax.positional import POSITIONAL_KINDS, LearnedPositionalEmbedding, sinusoidal_features
 from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
 from seqjax.recurrent_modules import Bidirectional, Recurrent
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 POOLINGS = ("mean", "max", "last")
 ENCODER_POSITIONALS = ("learned", "sinusoidal")
+CAUSAL_POSITIONALS = POSITIONAL_KINDS  # learned | sinusoidal | rotary (relative, the default)
+CAUSAL_TRANSFORMER = "causal_transformer"
+ENCODER_KINDS = MODEL_KINDS + (CAUSAL_TRANSFORMER,)  # every model.kind of a task model
 
 
 class InputEmbedding(nn.Module):
@@ -150,7 +158,8 @@ class EncoderBlock(nn.Module):
 
 
 class PositionalInput(nn.Module):
-    """Input embedding plus positions (``learned`` or ``sinusoidal``), then dropout: ``[B, T, W]``."""
+    """Input embedding plus positions (``learned`` or ``sinusoidal``; ``rotary`` adds none, it
+    acts inside attention), then dropout: ``[B, T, W]``."""
 
     vocab_size: int | None
     width: int
@@ -166,7 +175,7 @@ class PositionalInput(nn.Module):
         positions = jnp.arange(x.shape[1])
         if self.positional == "learned":
             x = x + LearnedPositionalEmbedding(self.max_length, self.width, name="position")(positions)
-        else:
+        elif self.positional == "sinusoidal":
             x = x + sinusoidal_features(positions, self.width).astype(x.dtype)
         return nn.Dropout(self.dropout)(x, deterministic=deterministic)
 
@@ -218,6 +227,53 @@ class TransformerEncoder(nn.Module):
         return states, pool(states, lengths, self.pooling)
 
 
+class CausalTransformerEncoder(nn.Module):
+    """Decoder-only Transformer read left to right (GPT's blocks, pre-LN): ``D = width``.
+
+    Every block's self-attention is causal, so the state at step ``t`` is a function of
+    inputs ``x_0 .. x_t`` alone, like ``h_t`` of a forward recurrent layer:
+
+    .. math::
+
+        s_t = f(x_0, \\dots, x_t), \\qquad \\text{summary} = s_{L - 1}
+        \\quad (L: \\text{the sequence's length}).
+
+    A many-to-one head therefore answers from the last valid step, where a recurrent model
+    answers, and a tagger's output at ``t`` has seen only the past. Right padding comes after
+    every valid step, so no valid state attends to it; the states past a sequence's length are
+    zero, as the recurrent encoders'. With ``positional="rotary"`` (the default) attention
+    scores depend on relative offsets only (:func:`seqjax.positional.apply_rotary`): no
+    parameter is tied to an absolute position, so none can be looked up at a fixed ``T``.
+    """
+
+    width: int
+    num_layers: int
+    num_heads: int
+    max_length: int  # sizes learned positions only
+    vocab_size: int | None = None
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    positional: str = "rotary"
+    dtype: Any = jnp.float32  # of the blocks' products; states and summary are float32
+
+    @nn.compact
+    def __call__(self, inputs, lengths, *, deterministic=True):
+        x = PositionalInput(
+            self.vocab_size, self.width, self.max_length, self.positional, self.dropout,
+            self.dtype, name="embedding",
+        )(inputs, deterministic=deterministic)
+        residual_init = nn.initializers.normal(INIT_STD / math.sqrt(2 * self.num_layers))
+        for index in range(self.num_layers):
+            x = TransformerBlock(
+                self.num_heads, self.mlp_ratio, self.dropout, rotary=self.positional == "rotary",
+                residual_init=residual_init, dtype=self.dtype, name=f"block_{index}",
+            )(x, deterministic=deterministic)
+        states = nn.LayerNorm(epsilon=1e-5, name="final_norm")(x)
+        valid = (jnp.arange(states.shape[1])[None, :] < lengths[:, None])[..., None]
+        states = jnp.where(valid, states, 0.0)
+        return states, pool(states, lengths, "last")
+
+
 class ManyToOne(nn.Module):
     """``(inputs, lengths) -> [B, output_size]``: a linear head on the encoder's summary."""
 
@@ -249,7 +305,8 @@ class ManyToMany(nn.Module):
 
 
 def encoder_from_config(model_config, vocab_size, max_length, full_length=False, mesh=None):
-    """The encoder of ``model_config.kind`` (``elman | lstm | gru | transformer``).
+    """The encoder of ``model_config.kind`` (one of :data:`ENCODER_KINDS`: ``elman | lstm | gru``,
+    ``transformer`` (bidirectional) or ``causal_transformer`` (decoder-only)).
 
     ``vocab_size=None`` for real-valued inputs; ``max_length`` sizes learned positions;
     ``full_length``: every sequence is ``max_length`` long (recurrent encoders then run fused,
@@ -262,6 +319,13 @@ def encoder_from_config(model_config, vocab_size, max_length, full_length=False,
             num_heads=model_config.num_heads, max_length=max_length, vocab_size=vocab_size,
             mlp_ratio=model_config.mlp_ratio, dropout=model_config.dropout,
             positional=model_config.positional, pooling=model_config.pooling, dtype=dtype,
+        )
+    if model_config.kind == CAUSAL_TRANSFORMER:
+        return CausalTransformerEncoder(
+            width=model_config.hidden_size, num_layers=model_config.num_layers,
+            num_heads=model_config.num_heads, max_length=max_length, vocab_size=vocab_size,
+            mlp_ratio=model_config.mlp_ratio, dropout=model_config.dropout,
+            positional=model_config.positional, dtype=dtype,
         )
     return RecurrentEncoder(
         cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=vocab_size,

@@ -8,7 +8,10 @@ from seqjax.attention import DEFAULT_IMPLEMENTATION, IMPLEMENTATIONS
 from seqjax.errors import ConfigError
 from seqjax.models import MODEL_KINDS
 from seqjax.models.seq2seq import ATTENTIONS
-from seqjax.models.sequence_heads import DIRECTIONS, ENCODER_POSITIONALS, POOLINGS
+from seqjax.models.sequence_heads import (
+    CAUSAL_POSITIONALS, CAUSAL_TRANSFORMER, DIRECTIONS, ENCODER_KINDS, ENCODER_POSITIONALS,
+    POOLINGS,
+)
 from seqjax.positional import POSITIONAL_KINDS
 from seqjax.precision import COMPUTE_DTYPES, model_dtype_name
 
@@ -99,35 +102,51 @@ def check_task_config(config, task):
     """Raise :class:`ConfigError` on the first bad field of a task config, naming the fix."""
     _check_positive_ints(config, TASK_POSITIVE_INTS)
     model = config.model
-    _check_choice(model.kind, MODEL_KINDS, "model.kind")
-    if model.kind == "transformer":
-        _check_choice(model.positional, ENCODER_POSITIONALS, "model.positional")
-        _check_choice(model.pooling, POOLINGS, "model.pooling")
-        if model.hidden_size % model.num_heads:
-            raise ConfigError(
-                f"config.model.hidden_size ({model.hidden_size}) must be a multiple of "
-                f"config.model.num_heads ({model.num_heads}): change either"
-            )
-        if model.positional == "sinusoidal" and model.hidden_size % 2:
-            raise ConfigError(
-                f"sinusoidal positions need an even config.model.hidden_size, got {model.hidden_size}"
-            )
+    _check_choice(model.kind, ENCODER_KINDS, "model.kind")
+    if model.kind in ("transformer", CAUSAL_TRANSFORMER):
+        _check_task_transformer(model, task)
     else:
         _check_choice(model.direction, DIRECTIONS, "model.direction")
         if task.kind == "seq2seq":
             _check_choice(model.attention, ATTENTIONS, "model.attention")
-    sees_later_inputs = model.kind == "transformer" or model.get("direction") != "forward"
-    if task.causal and sees_later_inputs:
+    reads_later_inputs = model.kind == "transformer" or (
+        model.kind != CAUSAL_TRANSFORMER and model.get("direction") != "forward")
+    if task.causal and reads_later_inputs:
         raise ConfigError(
             f"task {task.name!r} predicts the next input, which a {model.kind} encoder with "
             f"direction={model.get('direction')!r} can read: use an elman, lstm or gru model "
-            "with config.model.direction=forward"
+            "with config.model.direction=forward, or a causal_transformer"
         )
     _check_dropout(config)
     _check_dtype(config)
     if config.eval_beam_size < 0:
         raise ConfigError(f"config.eval_beam_size must be >= 0 (0 = greedy only), got "
                           f"{config.eval_beam_size!r}")
+
+
+def _check_task_transformer(model, task):
+    """A task Transformer's sizes fit together; a causal one answers at the last valid step and
+    encodes no seq2seq source."""
+    causal = model.kind == CAUSAL_TRANSFORMER
+    positionals = CAUSAL_POSITIONALS if causal else ENCODER_POSITIONALS
+    _check_choice(model.positional, positionals, "model.positional")
+    _check_choice(model.pooling, ("last",) if causal else POOLINGS, "model.pooling")
+    if causal and task.kind == "seq2seq":
+        raise ConfigError(f"task {task.name!r} is seq2seq, and a causal_transformer has no "
+                          "decoder: use the transformer preset")
+    head_dim, remainder = divmod(model.hidden_size, model.num_heads)
+    if remainder:
+        raise ConfigError(
+            f"config.model.hidden_size ({model.hidden_size}) must be a multiple of "
+            f"config.model.num_heads ({model.num_heads}): change either"
+        )
+    if model.positional == "sinusoidal" and model.hidden_size % 2:
+        raise ConfigError(
+            f"sinusoidal positions need an even config.model.hidden_size, got {model.hidden_size}"
+        )
+    if model.positional == "rotary" and head_dim % 2:
+        raise ConfigError(f"rotary positions need an even head size (config.model.hidden_size / "
+                          f"config.model.num_heads), got {head_dim}")
 
 
 def check_mesh(config, num_batch_shards):

@@ -7,7 +7,9 @@ Each file's ``get_config(preset)`` takes a model preset after a colon in ``--con
     python -m experiments.train --config=experiments/configs/tasks/reverse.py:gru_additive \\
         --workdir=runs/reverse
 
-Presets: ``elman``, ``lstm``, ``gru``, ``transformer``, and for seq2seq tasks
+Presets: ``elman``, ``lstm``, ``gru``, ``transformer`` (a bidirectional encoder),
+``causal_transformer`` (decoder-only: causal self-attention, rotary positions, the answer of a
+many-to-one task read at the last step; not for seq2seq tasks), and for seq2seq tasks
 ``<cell>_<attention>`` with attention ``none`` (the plain cell name), ``additive`` or ``dot``
 (``gru_additive``). A preset sets ``model.kind``/``model.attention`` and the kind's learning
 rate; single fields can still be overridden (``--config.model.hidden_size=128``,
@@ -22,16 +24,20 @@ import ml_collections
 from experiments.configs.defaults import base_config
 from seqjax.errors import ConfigError
 from seqjax.models.seq2seq import ATTENTIONS
-from seqjax.models import MODEL_KINDS as KINDS
+from seqjax.models.sequence_heads import CAUSAL_TRANSFORMER, ENCODER_KINDS as KINDS
 from seqjax.tasks import TASKS
 
 # Peak learning rates that train each family well at the fixed 400-step budget.
-LEARNING_RATES = {"elman": 3e-3, "lstm": 1e-2, "gru": 1e-2, "transformer": 2e-3}
+LEARNING_RATES = {"elman": 3e-3, "lstm": 1e-2, "gru": 1e-2, "transformer": 2e-3,
+                  CAUSAL_TRANSFORMER: 2e-3}
 LM_ONLY_KEYS = ("seq_len", "data", "sample", "eval_batches")
 
 
 def parse_preset(preset):
-    """``"gru_additive"`` -> ``("gru", "additive")``; ``"lstm"`` -> ``("lstm", "none")``."""
+    """``"gru_additive"`` -> ``("gru", "additive")``; ``"lstm"`` -> ``("lstm", "none")``;
+    ``"causal_transformer"`` -> ``("causal_transformer", "none")``."""
+    if preset == CAUSAL_TRANSFORMER:
+        return preset, "none"
     kind, _, attention = preset.partition("_")
     attention = attention or "none"
     transformer_with_rnn_attention = kind == "transformer" and attention != "none"
@@ -46,17 +52,18 @@ def parse_preset(preset):
 def task_model(preset):
     """The ``model`` section: every field either encoder family reads (the kind picks)."""
     kind, attention = parse_preset(preset)
+    transformer, causal = kind in ("transformer", CAUSAL_TRANSFORMER), kind == CAUSAL_TRANSFORMER
     model = ml_collections.ConfigDict()
-    model.kind = kind  # elman | lstm | gru | transformer
+    model.kind = kind  # elman | lstm | gru | transformer | causal_transformer
     model.hidden_size = 64  # recurrent state width H, or the Transformer's width W
     model.embed_size = 32  # token / input embedding width of the recurrent models
-    model.num_layers = 1 if kind != "transformer" else 2  # stacked layers / blocks
+    model.num_layers = 2 if transformer else 1  # stacked layers / blocks
     model.direction = "forward"  # recurrent encoder: forward | backward | bidirectional
     model.attention = attention  # RNN decoder over encoder states: none | additive | dot
     model.num_heads = 4  # Transformer attention heads
     model.mlp_ratio = 2  # Transformer MLP width = mlp_ratio * W
-    model.positional = "learned"  # Transformer positions: learned | sinusoidal
-    model.pooling = "mean"  # Transformer many-to-one summary: mean | max | last valid step
+    model.positional = "rotary" if causal else "learned"  # learned | sinusoidal (| rotary: causal)
+    model.pooling = "last" if causal else "mean"  # many-to-one summary: mean | max | last step
     model.dropout = 0.0  # Transformer dropout on embeddings, attention and MLP outputs
     model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     return model
