@@ -1,4 +1,4 @@
-"""The token streams of a language-modeling run: corpus -> train/validation split -> tokenizer -> ids.
+"""The token streams of a language-modeling run: corpus -> split -> tokenizer -> token ids.
 
 Two kinds of corpus:
 
@@ -30,26 +30,28 @@ class LanguageData:
     val_tokens: np.ndarray  # [N_val]
 
 
+def _workdir_tokenizer(workdir, build):
+    """The tokenizer saved in ``workdir``, else ``build()``'s, saved there."""
+    if (Path(workdir) / "tokenizer.json").exists():
+        return load_tokenizer(workdir)
+    tokenizer = build()
+    tokenizer.save(workdir)
+    return tokenizer
+
+
 def _text_corpus_data(data_config, workdir):
     text = load_corpus(data_config.corpus)
     train_text, val_text = split_train_val(text)
-    if (Path(workdir) / "tokenizer.json").exists():
-        tokenizer = load_tokenizer(workdir)
-    else:
-        source = text if data_config.tokenizer == "char" else train_text
-        tokenizer = build_tokenizer(data_config.tokenizer, source, vocab_size=data_config.vocab_size)
-        tokenizer.save(workdir)
+    source = text if data_config.tokenizer == "char" else train_text
+    tokenizer = _workdir_tokenizer(workdir, lambda: build_tokenizer(
+        data_config.tokenizer, source, vocab_size=data_config.vocab_size))
     return LanguageData(tokenizer, tokenizer.encode(train_text), tokenizer.encode(val_text))
 
 
 def _file_corpus_data(corpus, data_config, workdir):
     splits = corpus.split()
-    if (Path(workdir) / "tokenizer.json").exists():
-        tokenizer = load_tokenizer(workdir)
-    else:
-        tokenizer = cached_tokenizer(corpus, splits[0], data_config.tokenizer,
-                                     data_config.vocab_size)
-        tokenizer.save(workdir)
+    tokenizer = _workdir_tokenizer(workdir, lambda: cached_tokenizer(
+        corpus, splits[0], data_config.tokenizer, data_config.vocab_size))
     return LanguageData(tokenizer, *cached_token_splits(corpus, splits, tokenizer))
 
 

@@ -29,6 +29,7 @@ long-range structure, at a scale that fits the budget:
   parameters. ``docs/reproductions.md`` reports what it shows.
 """
 
+import dataclasses
 import sys
 import sysconfig
 from pathlib import Path
@@ -123,7 +124,7 @@ def count_model_losses(data, windows, settings):
     for order in settings["ngram_orders"]:
         counted = NGramLM.fit(train, order, vocab)
         for k in settings["ngram_ks"]:
-            static[(order, k)] = cache_lm.static_log_probs(NGramLM(order, vocab, k, counted.counts),
+            static[(order, k)] = cache_lm.static_log_probs(dataclasses.replace(counted, k=k),
                                                            windows)
     chunks = np.array_split(windows, len(windows) // CACHE_WINDOWS_AT_ONCE + 1)
     caches = {"unigram cache": np.concatenate([cache_lm.unigram_cache_probs(w) for w in chunks]),
@@ -241,8 +242,8 @@ def run(workdir, settings):
 
 def describe_data(data, settings, windows):
     """The corpus's files, characters and tokens per split, and what the models trained on."""
-    train_files, val_files = file_corpus(settings["corpus"]).split()
-    root = file_corpus(settings["corpus"]).root
+    corpus = file_corpus(settings["corpus"])
+    (train_files, val_files), root = corpus.split(), corpus.root
     trained = settings["num_steps"] * settings["batch_size"] * settings["seq_len"]
     return {"corpus": settings["corpus"], "vocab_size": data.tokenizer.vocab_size,
             "train_files": len(train_files), "val_files": len(val_files),
