@@ -58,14 +58,14 @@ CELLS = [
     import optax
     from IPython.display import Image, display
 
-    from seqjax.cells import elman
+    from seqjax.recurrent.cells import elman
     from seqjax.data import (build_tokenizer, eval_windows, load_corpus, random_windows,
                              resolve_data_dir, split_train_val)
-    from seqjax.fused_recurrence import fused_unroll
+    from seqjax.recurrent.fused_bptt import fused_unroll
     from seqjax.generation import generate, model_step_fn
     from seqjax.losses import mean_cross_entropy, nats_to_bits
     from seqjax.models.recurrent_lm import RecurrentLM
-    from seqjax.recurrence import unroll
+    from seqjax.recurrent.unroll import unroll
     """),
     ("markdown", r"""
     ## 1. The Elman cell
@@ -105,7 +105,7 @@ CELLS = [
     ## 2. Unrolling over time, and over a batch
 
     A recurrent network applies the same step $T$ times, $h_1, \dots, h_T$, each step feeding its
-    carry to the next. `seqjax.recurrence.unroll` does this with `jax.lax.scan`, which compiles the
+    carry to the next. `seqjax.recurrent.unroll.unroll` does this with `jax.lax.scan`, which compiles the
     step once instead of $T$ times. It must agree with a Python loop:
     """),
     ("code", r"""
@@ -148,7 +148,7 @@ CELLS = [
     ("markdown", r"""
     ## 3. Back-propagation through time, by hand
 
-    `jax.grad` differentiates the scan for us. `seqjax.fused_recurrence.fused_unroll` computes the
+    `jax.grad` differentiates the scan for us. `seqjax.recurrent.fused_bptt.fused_unroll` computes the
     same forward pass but carries its own gradient, the lecture's BPTT: with $\bar h_t$ the
     gradient arriving at output $h_t$ from the loss,
 

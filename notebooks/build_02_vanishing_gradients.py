@@ -64,7 +64,7 @@ CELLS = [
 
     from experiments.reproductions.long_range_memory import baseline, memory_task_config
     from seqjax import diagnostics
-    from seqjax.cells import elman, get_cell
+    from seqjax.recurrent.cells import elman, get_cell
     from seqjax.training import train_and_evaluate
     from seqjax.training.sequence_tasks import load_task_run
     from seqjax.tasks.memory import adding

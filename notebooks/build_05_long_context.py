@@ -315,7 +315,7 @@ CELLS = [
     read-out scale with the vocabulary, not with the model's capacity to compute, and are left
     out. For a one-layer LSTM with embedding size $E$ and hidden size $H$ (four gates, each with
     $W_h$, $W_x$ and a bias) and a GRU (three gates, and the second bias $b_{hn}$ of its
-    candidate, `seqjax/cells/gru.py`):
+    candidate, `seqjax/recurrent/cells/gru.py`):
 
     $$N_\text{LSTM} = 4H(H + E + 1), \qquad N_\text{GRU} = 3H(H + E + 1) + H.$$
 

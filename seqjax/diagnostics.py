@@ -13,7 +13,7 @@ so the norm of ``dh_T/dh_k`` as ``T - k`` grows says whether early steps can sti
 model. For the Elman cell, ``||dh_t/dh_{t-1}|| <= ||W_h|| max|tanh'|``, so the product decays
 exponentially once the largest singular value of ``W_h`` is below 1 (Pascanu et al. 2013).
 
-Every function takes a cell module of :mod:`seqjax.cells` (anything with ``step``,
+Every function takes a cell module of :mod:`seqjax.recurrent.cells` (anything with ``step``,
 ``output`` and ``initial_carry``) and computes the Jacobians by JAX's autodiff: a
 perturbation ``delta_k`` is added to one entry of the carry after step ``k`` and ``h_T``
 (or ``c_T``) is differentiated with respect to it. For the LSTM, whose carry is ``(h, c)``,
@@ -25,7 +25,7 @@ and the ``cell_state`` functions perturb ``c_k``, the path of the constant error
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells import elman
+from seqjax.recurrent.cells import elman
 
 
 HIDDEN, CELL_STATE = 0, 1  # entries of a carry: ``h`` (every cell's), the LSTM's ``c``

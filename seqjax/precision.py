@@ -61,7 +61,7 @@ def matmul(weights, x):
 
 def einsum(spec, a, b, dtype):
     """``jnp.einsum(spec, a, b)`` with both operands rounded to ``dtype``, returned in at least
-    float32 (the hand-written gradients of :mod:`seqjax.fused_recurrence` use it)."""
+    float32 (the hand-written gradients of :mod:`seqjax.recurrent.fused_bptt` use it)."""
     result = jnp.einsum(spec, a.astype(dtype), b.astype(dtype))
     return result.astype(jnp.promote_types(dtype, jnp.float32))
 

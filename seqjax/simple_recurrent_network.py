@@ -16,7 +16,7 @@ Elman treated them as inputs like ``x_t``: the error of step ``t`` changes the w
 Functions are of one example, unbatched (``jax.vmap`` them); ``activation`` (``"logistic"``
 or ``"tanh"``) and ``loss`` (``"squared"`` or ``"cross_entropy"``) are names, static under
 ``jax.jit``. Parameters: ``{"W_x": [H, I], "W_c": [H, H], "b": [H], "W_y": [O, H],
-"b_y": [O]}``. Unlike :mod:`seqjax.cells.elman` (tanh, orthogonal ``W_h``, zero state, a
+"b_y": [O]}``. Unlike :mod:`seqjax.recurrent.cells.elman` (tanh, orthogonal ``W_h``, zero state, a
 softmax read-out owned by the model), this is the 1990 network whole, read-out included.
 
 Example::

@@ -176,7 +176,7 @@ def test_baseline_revision_is_timed_beside_seqjax(tmp_path):
 
 @pytest.mark.skipif(not _in_git_checkout(), reason="needs the project's git history")
 def test_unknown_baseline_revision_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="cannot read seqjax/fused_recurrence.py at revision 'no-such-rev'"):
+    with pytest.raises(ValueError, match="cannot read seqjax/recurrent/fused_bptt.py or .* at revision 'no-such-rev'"):
         recurrent.main(["--quick", "--baseline", "no-such-rev", "--default-malloc",
                         "--out", str(tmp_path / "x.json")])
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from seqjax.cells import elman, get_cell, gru, lstm
+from seqjax.recurrent.cells import elman, get_cell, gru, lstm
 
 INPUT, HIDDEN, STEPS = 3, 5, 4
 

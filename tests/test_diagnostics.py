@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from seqjax import diagnostics
-from seqjax.cells import elman, get_cell, lstm
+from seqjax.recurrent.cells import elman, get_cell, lstm
 
 
 def linear_cell(a):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from seqjax.cells import get_cell
-from seqjax.fused_recurrence import fused_unroll
-from seqjax.recurrence import unroll
-from seqjax.recurrent_modules import computing_in
+from seqjax.recurrent.cells import get_cell
+from seqjax.recurrent.fused_bptt import fused_unroll
+from seqjax.recurrent.unroll import unroll
+from seqjax.recurrent.layers import computing_in
 
 BATCH, STEPS, INPUT, HIDDEN = 3, 5, 4, 6
 CELLS = ("elman", "lstm", "gru")

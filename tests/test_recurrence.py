@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from seqjax.cells import get_cell
-from seqjax.recurrence import unroll, unroll_bidirectional, unroll_stacked
-from seqjax.recurrent_modules import Bidirectional, Recurrent, RecurrentCell, StackedRecurrent
+from seqjax.recurrent.cells import get_cell
+from seqjax.recurrent.unroll import unroll, unroll_bidirectional, unroll_stacked
+from seqjax.recurrent.layers import Bidirectional, Recurrent, RecurrentCell, StackedRecurrent
 
 INPUT, HIDDEN, STEPS = 3, 4, 6
 CELL_NAMES = ["elman", "lstm", "gru"]

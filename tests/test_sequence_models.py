@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from seqjax.cells import get_cell
+from seqjax.recurrent.cells import get_cell
 from seqjax.models.seq2seq import (
     RecurrentSeq2Seq, additive_attention_weights, beam_decode, dot_attention_weights,
     greedy_decode, seq2seq_from_config, teacher_forcing_inputs,

@@ -5,10 +5,10 @@ LSTM or GRU, hidden size ``H``) -> dense read-out over ``V`` classes -> mean sof
 cross-entropy against the next tokens. A *training step* is forward + backward + one Adam
 update; a *forward* pass is the loss alone. Contenders:
 
-- ``seqjax``: :func:`seqjax.fused_recurrence.fused_unroll` (hand-written BPTT; on a CPU one
+- ``seqjax``: :func:`seqjax.recurrent.fused_bptt.fused_unroll` (hand-written BPTT; on a CPU one
   ``[W_h W_x] [h; x]`` product per step, weight gradients per chunk of steps);
 - ``baseline`` (with ``--baseline REV``): ``fused_unroll`` as it was at git revision ``REV``;
-- ``scan``: the pure cell under ``jax.vmap(seqjax.recurrence.unroll)``, gradients by
+- ``scan``: the pure cell under ``jax.vmap(seqjax.recurrent.unroll.unroll)``, gradients by
   autodiff -- the plain ``lax.scan`` baseline the fused version replaces;
 - ``flax``: ``flax.linen.RNN`` over ``SimpleCell`` / ``OptimizedLSTMCell`` / ``GRUCell``;
 - ``torch``: ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (oneDNN on CPU, cuDNN on a GPU).
@@ -33,11 +33,11 @@ import optax
 
 from experiments.benchmarks.environment import torch_device
 from experiments.benchmarks.timing import Candidate, torch_candidates
-from seqjax.cells import get_cell
-from seqjax.fused_recurrence import fused_unroll
+from seqjax.recurrent.cells import get_cell
+from seqjax.recurrent.fused_bptt import fused_unroll
 from seqjax.precision import einsum
-from seqjax.recurrence import unroll
-from seqjax.recurrent_modules import computing_in
+from seqjax.recurrent.unroll import unroll
+from seqjax.recurrent.layers import computing_in
 
 LEARNING_RATE = 1e-3
 
@@ -163,13 +163,21 @@ def seqjax_fused(cell, shape, data, *, unroll_steps=1, hoist_input_projection=No
     return _jax_candidates(name, loss_fn, _seqjax_params(cell, shape), data, mesh)
 
 
+# Where the fused BPTT lived: its module moved into seqjax/recurrent/ (newest path first).
+FUSED_BPTT_PATHS = ("seqjax/recurrent/fused_bptt.py", "seqjax/fused_recurrence.py")
+
+
 def fused_recurrence_at(revision):
-    """``seqjax/fused_recurrence.py`` as it was at git ``revision``, loaded as a module."""
-    path = "seqjax/fused_recurrence.py"
-    shown = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True,
-                           cwd=pathlib.Path(__file__).resolve().parents[2])
-    if shown.returncode:
-        raise ValueError(f"cannot read {path} at revision {revision!r}: {shown.stderr.strip()}")
+    """seqjax's fused BPTT module as it was at git ``revision``, loaded as a module."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for path in FUSED_BPTT_PATHS:
+        shown = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True,
+                               text=True, cwd=root)
+        if not shown.returncode:
+            break
+    else:
+        raise ValueError(f"cannot read {' or '.join(FUSED_BPTT_PATHS)} at revision "
+                         f"{revision!r}: {shown.stderr.strip()}")
     module = types.ModuleType(f"fused_recurrence_at_{revision}")
     exec(compile(shown.stdout, f"{revision}:{path}", "exec"), module.__dict__)
     return module

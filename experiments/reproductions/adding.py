@@ -31,8 +31,8 @@ import optax
 from experiments.configs.tasks.adding import get_config
 from experiments.reproductions import long_range_memory as memory
 from experiments.reproductions.command import main
-from seqjax.cells import elman
-from seqjax.fused_recurrence import fused_unroll
+from seqjax.recurrent.cells import elman
+from seqjax.recurrent.fused_bptt import fused_unroll
 from seqjax.tasks.memory import adding
 from seqjax.training.optimizer import make_optimizer
 

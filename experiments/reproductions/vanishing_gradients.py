@@ -24,7 +24,7 @@ import numpy as np
 from experiments.reproductions import long_range_memory as memory
 from experiments.reproductions.command import main
 from seqjax import diagnostics
-from seqjax.cells import get_cell
+from seqjax.recurrent.cells import get_cell
 from seqjax.training import train_and_evaluate
 from seqjax.training.metrics_log import read_metrics
 from seqjax.training.sequence_tasks import load_task_run

@@ -17,7 +17,7 @@ def build_model(model_config, vocab_size, context_length, mesh=None):
     """The model named by ``model_config.kind`` (``elman``, ``lstm``, ``gru`` or ``transformer``).
 
     ``mesh``: the device mesh a training run splits its batch over (the recurrent models' fused
-    layers then run on each device's rows; see :func:`seqjax.fused_recurrence.fused_unroll`).
+    layers then run on each device's rows; see :func:`seqjax.recurrent.fused_bptt.fused_unroll`).
     """
     kind = model_config.kind
     if kind in RECURRENT_KINDS:

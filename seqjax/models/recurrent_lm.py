@@ -5,8 +5,8 @@
     x_t = E[y_t], \\qquad h^{(l)}_t = \\mathrm{cell}(h^{(l)}_{t-1}, h^{(l-1)}_t), \\qquad
     p(y_{t+1} \\mid y_{\\le t}) = \\mathrm{softmax}(W_y h^{(L)}_t + b_y)
 
-The recurrence is the pure cell of :mod:`seqjax.cells`, run by
-:class:`seqjax.recurrent_modules.StackedRecurrent`. The carry (one cell carry per layer) is an
+The recurrence is the pure cell of :mod:`seqjax.recurrent.cells`, run by
+:class:`seqjax.recurrent.layers.StackedRecurrent`. The carry (one cell carry per layer) is an
 argument and a result, so training can carry it across consecutive windows (truncated BPTT,
 as char-rnn does) and generation can carry it from token to token.
 
@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
-from seqjax.recurrent_modules import StackedRecurrent
+from seqjax.recurrent.layers import StackedRecurrent
 
 
 class RecurrentLM(nn.Module):

@@ -39,14 +39,14 @@ import jax
 import jax.numpy as jnp
 
 from seqjax.attention import attend, attention_weights, masked_softmax
-from seqjax.cells import get_cell
+from seqjax.recurrent.cells import get_cell
 from seqjax.generation import beam_search, generate, model_step_fn
 from seqjax.models.sequence_heads import (
     MultiHeadAttention, PositionalInput, RecurrentEncoder, TransformerEncoder, key_padding_mask,
 )
 from seqjax.models.transformer_lm import INIT_STD, MLP
 from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
-from seqjax.recurrent_modules import RecurrentCell
+from seqjax.recurrent.layers import RecurrentCell
 from seqjax.tasks.vocabulary import BOS, EOS
 
 ATTENTIONS = ("none", "additive", "dot")

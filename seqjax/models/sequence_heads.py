@@ -29,12 +29,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax.attention import HeadsProjection, MergeHeadsProjection, multi_head_attention
-from seqjax.cells import get_cell
+from seqjax.recurrent.cells import get_cell
 from seqjax.models import MODEL_KINDS
 from seqjax.models.transformer_lm import INIT_STD, MLP, TransformerBlock
 from seqjax.positional import POSITIONAL_KINDS, LearnedPositionalEmbedding, sinusoidal_features
 from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
-from seqjax.recurrent_modules import Bidirectional, Recurrent
+from seqjax.recurrent.layers import Bidirectional, Recurrent
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 POOLINGS = ("mean", "max", "last")

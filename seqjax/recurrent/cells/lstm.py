@@ -11,7 +11,7 @@
 The four gates are fused into one ``[4H, .]`` matrix in the order ``(i, f, g, o)``, the
 layout of PyTorch and cuDNN, so one matrix product computes all of them.
 
-Carry convention (shared by every cell in :mod:`seqjax.cells`): ``step`` returns
+Carry convention (shared by every cell in :mod:`seqjax.recurrent.cells`): ``step`` returns
 ``(new_carry, h)``; the LSTM carry is the tuple ``(h, c)``, hidden state first, as in cuDNN,
 PyTorch and Equinox (Flax's ``LSTMCell`` orders it ``(c, h)``).
 """
@@ -19,7 +19,7 @@ PyTorch and Equinox (Flax's ``LSTMCell`` orders it ``(c, h)``).
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.initializers import input_init, recurrent_init
+from seqjax.recurrent.cells.initializers import input_init, recurrent_init
 from seqjax.precision import matmul
 
 GATES = ("i", "f", "g", "o")

@@ -1,8 +1,8 @@
 """Drive a pure cell over a sequence with ``jax.lax.scan``.
 
 All functions here take ONE sequence ``xs: [T, input_size]``; batch them with ``jax.vmap``
-(see :mod:`seqjax.recurrent_modules` for the batched Flax shells). ``step`` is a cell's
-``step(params, carry, x) -> (carry, h)`` from :mod:`seqjax.cells`.
+(see :mod:`seqjax.recurrent.layers` for the batched Flax shells). ``step`` is a cell's
+``step(params, carry, x) -> (carry, h)`` from :mod:`seqjax.recurrent.cells`.
 
 Variable lengths are given as ``seq_length`` (a scalar, the number of valid steps at the
 front of ``xs``), the representation fast kernels use: the final carry is the one at the

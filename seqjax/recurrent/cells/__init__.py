@@ -17,7 +17,7 @@ while the carry, the gates and the cell state stay float32
 (:func:`seqjax.precision.compute_weights`).
 """
 
-from seqjax.cells import elman, gru, lstm
+from seqjax.recurrent.cells import elman, gru, lstm
 
 CELLS = {"elman": elman, "lstm": lstm, "gru": gru}
 

@@ -1,7 +1,7 @@
 """Flax shells around the pure cells: batched ``[B, T, I]`` recurrent layers.
 
 Parameters come from the pure cell's ``init`` and the math from its ``step``
-(:mod:`seqjax.cells`), driven by :func:`seqjax.recurrence.unroll` under ``jax.vmap``; these
+(:mod:`seqjax.recurrent.cells`), driven by :func:`seqjax.recurrent.unroll.unroll` under ``jax.vmap``; these
 modules hold no second copy of the equations. Each layer stores its cell's parameter dict
 under the name ``"cell"``, in float32; ``dtype`` is the compute dtype of the cell's matrix
 products (mixed precision: :func:`seqjax.precision.compute_weights` casts the weights inside
@@ -15,9 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells import get_cell
+from seqjax.recurrent.cells import get_cell
 from seqjax.precision import compute_weights
-from seqjax.recurrence import unroll
+from seqjax.recurrent.unroll import unroll
 
 
 def computing_in(dtype, step):
@@ -47,9 +47,9 @@ class RecurrentCell(nn.Module):
 class Recurrent(nn.Module):
     """A recurrent layer over ``xs: [B, T, I]``; returns ``(final_carry, hs: [B, T, H])``.
 
-    ``seq_lengths: [B]`` marks each example's valid prefix (see :func:`seqjax.recurrence.unroll`);
+    ``seq_lengths: [B]`` marks each example's valid prefix (see :func:`seqjax.recurrent.unroll.unroll`);
     ``carry=None`` starts from zeros. ``fused=True`` runs full-length forward windows through
-    :func:`seqjax.fused_recurrence.fused_unroll` (same math, hand-written BPTT, faster);
+    :func:`seqjax.recurrent.fused_bptt.fused_unroll` (same math, hand-written BPTT, faster);
     padded or reversed sequences always take the plain ``vmap(unroll)`` path.
     """
 
@@ -75,7 +75,7 @@ class Recurrent(nn.Module):
         if carry is None:
             carry = self.initial_carry(xs.shape[0], params["W_h"].dtype)
         if self.fused and seq_lengths is None and not self.reverse:
-            from seqjax.fused_recurrence import fused_unroll
+            from seqjax.recurrent.fused_bptt import fused_unroll
 
             return fused_unroll(self.cell, params, xs, carry, mesh=self.mesh,
                                 compute_dtype=self.dtype)

@@ -7,14 +7,14 @@
 The read-out ``p(y_{t+1}) = softmax(W_y h_t)`` belongs to the model that uses the cell
 (see :mod:`seqjax.models.recurrent_lm`), not to the cell.
 
-Carry convention (shared by every cell in :mod:`seqjax.cells`): ``step(params, carry, x)``
+Carry convention (shared by every cell in :mod:`seqjax.recurrent.cells`): ``step(params, carry, x)``
 returns ``(new_carry, h)`` with the carry first, as ``jax.lax.scan`` wants it. For the
 Elman cell the carry is ``h`` itself, shape ``[hidden_size]``.
 
 Example::
 
     >>> import jax, jax.numpy as jnp
-    >>> from seqjax.cells import elman
+    >>> from seqjax.recurrent.cells import elman
     >>> params = elman.init(jax.random.PRNGKey(0), input_size=3, hidden_size=5)
     >>> h, out = elman.step(params, elman.initial_carry(params), jnp.ones(3))
     >>> out.shape
@@ -24,7 +24,7 @@ Example::
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.initializers import input_init, recurrent_init
+from seqjax.recurrent.cells.initializers import input_init, recurrent_init
 from seqjax.precision import matmul
 
 

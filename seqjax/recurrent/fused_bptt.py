@@ -1,7 +1,7 @@
 """Fast recurrent layers for training: batched unrolling with a hand-written BPTT.
 
-:func:`fused_unroll` computes exactly what ``jax.vmap(seqjax.recurrence.unroll)`` computes
-with a cell of :mod:`seqjax.cells` (same parameter dict, same carry), but is organised for
+:func:`fused_unroll` computes exactly what ``jax.vmap(seqjax.recurrent.unroll.unroll)`` computes
+with a cell of :mod:`seqjax.recurrent.cells` (same parameter dict, same carry), but is organised for
 speed, because a recurrence is a long chain of small matrix products.
 
 Inside, the batch is stored as the COLUMNS of ``[features, B]`` matrices, i.e. the lecture's
@@ -401,13 +401,13 @@ def _check_inputs(cell_name, params, xs, carry, seq_lengths):
         raise ValueError(
             f"params do not fit a {cell_name} cell with input size {xs.shape[-1]}: W_h "
             f"{params['W_h'].shape}, W_x {params['W_x'].shape}; create them with "
-            f"seqjax.cells.{cell_name}.init(key, {xs.shape[-1]}, hidden_size)"
+            f"seqjax.recurrent.cells.{cell_name}.init(key, {xs.shape[-1]}, hidden_size)"
         )
     for leaf in jax.tree.leaves(carry):
         if leaf.shape != (xs.shape[0], hidden_size):
             raise ValueError(
                 f"carry leaves must be [B, H] = {(xs.shape[0], hidden_size)}, got {leaf.shape}; "
-                f"use seqjax.cells.{cell_name}.initial_carry(params, (batch_size,))"
+                f"use seqjax.recurrent.cells.{cell_name}.initial_carry(params, (batch_size,))"
             )
     if seq_lengths is not None and jnp.shape(seq_lengths) != (xs.shape[0],):
         raise ValueError(f"seq_lengths must have shape [B] = ({xs.shape[0]},), got {jnp.shape(seq_lengths)}")

@@ -12,14 +12,14 @@ This is the form of cuDNN, PyTorch and Flax (the reset gate applied after ``W^n_
 ``n_t = tanh(W^n_x x_t + b^n + W^n_h (r_t \\odot h_{t-1}))``.
 
 The gates are fused into ``[3H, .]`` matrices ordered ``(r, u, n)``, the layout of PyTorch.
-Carry convention (shared by every cell in :mod:`seqjax.cells`): ``step`` returns
+Carry convention (shared by every cell in :mod:`seqjax.recurrent.cells`): ``step`` returns
 ``(new_carry, h)``; the GRU carry is ``h``, shape ``[H]``.
 """
 
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.initializers import input_init, recurrent_init
+from seqjax.recurrent.cells.initializers import input_init, recurrent_init
 from seqjax.precision import matmul
 
 
