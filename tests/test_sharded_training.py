@@ -36,7 +36,13 @@ from tests.training_configs import sharding_config, write_corpus
 REPO = Path(__file__).resolve().parents[1]
 # Every config on every mesh (data, fsdp) of 4 devices; lstm_2_2 resumes a 1-device run.
 SHARDED = [f"{name}_{mesh}" for name in ("lstm", "transformer", "task")
-           for mesh in ("4_1", "2_2", "1_4") if f"{name}_{mesh}" != "lstm_2_2"]
+           for mesh in ("4_1", "2_2", "1_4") if f"{name}_{mesh}" != "lstm_2_2"] + ["min_gru_4_1"]
+
+
+def config_and_mesh(run_name):
+    """``"min_gru_4_1"`` -> ``("min_gru", "4,1")``."""
+    name, data, fsdp = run_name.rsplit("_", 2)
+    return name, f"{data},{fsdp}"
 
 
 class Interrupted(Exception):
@@ -70,14 +76,13 @@ def runs(tmp_path_factory):
     starts as a one-device run interrupted at step 8 and is finished on 4 devices."""
     root = tmp_path_factory.mktemp("sharded")
     corpus = write_corpus(root)
-    for name in ("lstm", "transformer", "task"):
+    for name in ("lstm", "transformer", "task", "min_gru"):
         train_and_evaluate(sharding_config(name, corpus), root / f"{name}_1")
     run_until_interrupted(sharding_config("lstm", corpus), root / "lstm_2_2", 7)
     assert read_metrics(root / "lstm_2_2")[-1]["step"] == 7  # the checkpoint is at 6
     command = [sys.executable, "-m", "tests.train_on_mesh", corpus, str(root), "--run=lstm:2,2",
                "--collectives=lstm:4,1"]
-    command += [f"--run={name.split('_')[0]}:{name.split('_', 1)[1].replace('_', ',')}"
-                for name in SHARDED]
+    command += ["--run={}:{}".format(*config_and_mesh(name)) for name in SHARDED]
     subprocess.run(command, cwd=REPO, env=subprocess_env(4), check=True, timeout=600,
                    capture_output=True)
     return root, corpus
@@ -104,8 +109,8 @@ def final_params(workdir, config):
 @pytest.mark.parametrize("name", SHARDED)
 def test_sharded_run_matches_the_single_device_run(runs, name):
     root, corpus = runs
-    config = sharding_config(name.split("_")[0], corpus)
-    reference = root / f"{name.split('_')[0]}_1"
+    config = sharding_config(config_and_mesh(name)[0], corpus)
+    reference = root / f"{config_and_mesh(name)[0]}_1"
     assert_same_metrics(read_metrics(root / name), read_metrics(reference))
     jax.tree.map(assert_close, final_params(root / name, config), final_params(reference, config))
 

@@ -118,7 +118,9 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("field, value, message", [
     ("task", "parrity", "unknown task 'parrity'"),
-    ("model.kind", "rnn", "config.model.kind must be one of elman, lstm, gru, transformer"),
+    ("model.kind", "rnn", "config.model.kind must be one of elman, lstm, gru, min_gru, min_lstm, lru, rg_lru, transformer"),
+    ("model.scan", "log", "config.model.scan=.log. needs positive coefficients, which gru"),
+    ("model.scan", "fast", "config.model.scan must be one of sequential, associative"),
     ("model.direction", "sideways", "config.model.direction must be one of forward"),
     ("model.attention", "luong", "config.model.attention must be one of none, additive, dot"),
     ("model.num_heads", 3, "hidden_size .* must be a multiple of config.model.num_heads"),

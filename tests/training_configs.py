@@ -54,7 +54,8 @@ def tiny_config(corpus_path, kind="lstm", **overrides):
 
 def sharding_config(name, corpus_path):
     """The small configs the sharded tests train on 1 and on 4 devices: ``lstm`` (stream
-    batching, a carried state), ``transformer`` (random windows) and ``task`` (parity)."""
+    batching, a carried state), ``transformer`` (random windows), ``task`` (parity) and
+    ``min_gru`` (a cell linear in its state, on the associative scan)."""
     if name == "task":
         from experiments.configs.tasks import task_config
 
@@ -65,6 +66,9 @@ def sharding_config(name, corpus_path):
     elif name == "transformer":
         config = tiny_config(corpus_path, "lstm", **{"data.batching": "random"})
         config.model = transformer_model(num_layers=1, num_heads=2, width=16, dropout=0.1)
+    elif name == "min_gru":  # a cell linear in its state, on the parallel (associative) scan
+        config = tiny_config(corpus_path, "min_gru", **{"model.num_layers": 1,
+                                                        "model.scan": "associative"})
     else:
         config = tiny_config(corpus_path, "lstm", **{"model.num_layers": 1})
     config.eval_every = config.checkpoint_every = 6

@@ -23,12 +23,13 @@ def base_config():
     config.data.stream_reset_probability = 0.1  # stream: chance a row's carried state is zeroed
 
     config.model = ml_collections.ConfigDict()
-    config.model.kind = "lstm"  # elman | lstm | gru | transformer
+    config.model.kind = "lstm"  # elman | lstm | gru | min_gru | min_lstm | lru | rg_lru | transformer
     config.model.embed_size = 64  # token embedding width (recurrent models)
     config.model.hidden_size = 256  # recurrent state width H
     config.model.num_layers = 1  # stacked layers
     config.model.dropout = 0.0  # between layers and before the head
     config.model.fused = True  # hand-written BPTT kernel for full windows (same math, faster)
+    config.model.scan = "auto"  # cells linear in the state: sequential | associative | chunked | log | auto
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
 
     config.optim = ml_collections.ConfigDict()

@@ -8,13 +8,14 @@ max_length)`` / ``decode_step(state, token [B]) -> (logits [B, V], state)`` used
 """
 
 from seqjax.models import recurrent_lm
+from seqjax.recurrent.cells import CELLS
 
-RECURRENT_KINDS = ("elman", "lstm", "gru")
+RECURRENT_KINDS = tuple(CELLS)  # elman, lstm, gru, min_gru, min_lstm, lru, rg_lru
 MODEL_KINDS = RECURRENT_KINDS + ("transformer",)
 
 
 def build_model(model_config, vocab_size, context_length, mesh=None):
-    """The model named by ``model_config.kind`` (``elman``, ``lstm``, ``gru`` or ``transformer``).
+    """The model named by ``model_config.kind`` (a cell of :data:`RECURRENT_KINDS` or ``transformer``).
 
     ``mesh``: the device mesh a training run splits its batch over (the recurrent models' fused
     layers then run on each device's rows; see :func:`seqjax.recurrent.fused_bptt.fused_unroll`).

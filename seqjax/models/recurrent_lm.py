@@ -1,4 +1,4 @@
-"""Recurrent language model: embedding -> stacked Elman/LSTM/GRU -> softmax head.
+"""Recurrent language model: embedding -> stacked recurrent cells -> softmax head.
 
 .. math::
 
@@ -35,11 +35,12 @@ class RecurrentLM(nn.Module):
     fused: bool = True
     mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
     dtype: Any = jnp.float32  # compute dtype of the matrix products (mixed precision)
+    scan: str = "auto"  # the scan back-end of a cell linear in its state
 
     def _stack(self, **module_kwargs):
         return StackedRecurrent(
             self.cell, self.hidden_size, self.num_layers, self.dropout,
-            fused=self.fused, mesh=self.mesh, dtype=self.dtype, **module_kwargs,
+            fused=self.fused, mesh=self.mesh, dtype=self.dtype, scan=self.scan, **module_kwargs,
         )
 
     def initial_carry(self, batch_size):
@@ -79,4 +80,5 @@ def from_config(model_config, vocab_size, context_length=None, mesh=None):
         fused=model_config.get("fused", True),
         mesh=mesh,
         dtype=compute_dtype(model_dtype_name(model_config)),
+        scan=model_config.get("scan", "auto"),
     )

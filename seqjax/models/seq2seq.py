@@ -71,8 +71,12 @@ def dot_attention_weights(query, keys, mask):
 
 
 def _carry_from_hidden(cell_name, hidden):
-    """A cell carry whose hidden state is ``hidden [B, H]`` (the LSTM's cell state starts at 0)."""
-    zero = get_cell(cell_name).zero_carry(hidden.shape[-1], hidden.shape[:-1], hidden.dtype)
+    """A cell carry whose hidden state is ``hidden [B, H]`` (the LSTM's cell state starts at 0;
+    the LRU's complex state and last output both start at ``hidden``)."""
+    cell = get_cell(cell_name)
+    zero = cell.zero_carry(hidden.shape[-1], hidden.shape[:-1], hidden.dtype)
+    if hasattr(cell, "carry_from"):
+        return cell.carry_from(hidden.astype(cell.state(zero).dtype), hidden)
     return (hidden, zero[1]) if isinstance(zero, tuple) else hidden
 
 

@@ -81,6 +81,7 @@ class RecurrentEncoder(nn.Module):
     full_length: bool = False
     mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
     dtype: Any = jnp.float32
+    scan: str = "auto"  # the scan back-end of a cell linear in its state
 
     @nn.compact
     def __call__(self, inputs, lengths, *, deterministic=True):
@@ -90,14 +91,16 @@ class RecurrentEncoder(nn.Module):
         for index in range(self.num_layers):
             if self.direction == "bidirectional":
                 (forward, backward), states = Bidirectional(
-                    self.cell, self.hidden_size, dtype=self.dtype, name=f"layer_{index}"
+                    self.cell, self.hidden_size, dtype=self.dtype, scan=self.scan,
+                    name=f"layer_{index}"
                 )(states, seq_lengths=lengths)
                 summary = jnp.concatenate([output(forward), output(backward)], axis=-1)
             else:
                 fused = self.full_length and self.direction == "forward"
                 carry, states = Recurrent(
                     self.cell, self.hidden_size, reverse=self.direction == "backward",
-                    fused=fused, mesh=self.mesh, dtype=self.dtype, name=f"layer_{index}",
+                    fused=fused, mesh=self.mesh, dtype=self.dtype, scan=self.scan,
+                    name=f"layer_{index}",
                 )(states, seq_lengths=None if fused else lengths)
                 summary = output(carry)
         return states, summary
@@ -331,6 +334,7 @@ def encoder_from_config(model_config, vocab_size, max_length, full_length=False,
         cell=model_config.kind, hidden_size=model_config.hidden_size, vocab_size=vocab_size,
         embed_size=model_config.embed_size, num_layers=model_config.num_layers,
         direction=model_config.direction, full_length=full_length, mesh=mesh, dtype=dtype,
+        scan=model_config.get("scan", "auto"),
     )
 
 

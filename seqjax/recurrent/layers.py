@@ -15,7 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqjax.recurrent.cells import get_cell
+from seqjax.recurrent import linear_scan
+from seqjax.recurrent.cells import get_cell, is_linear
 from seqjax.precision import compute_weights
 from seqjax.recurrent.unroll import unroll
 
@@ -48,9 +49,11 @@ class Recurrent(nn.Module):
     """A recurrent layer over ``xs: [B, T, I]``; returns ``(final_carry, hs: [B, T, H])``.
 
     ``seq_lengths: [B]`` marks each example's valid prefix (see :func:`seqjax.recurrent.unroll.unroll`);
-    ``carry=None`` starts from zeros. ``fused=True`` runs full-length forward windows through
-    :func:`seqjax.recurrent.fused_bptt.fused_unroll` (same math, hand-written BPTT, faster);
-    padded or reversed sequences always take the plain ``vmap(unroll)`` path.
+    ``carry=None`` starts from zeros. ``fused=True`` runs full-length forward windows of the
+    classic cells through :func:`seqjax.recurrent.fused_bptt.fused_unroll` (same math,
+    hand-written BPTT, faster); padded or reversed sequences take the plain ``vmap(unroll)``
+    path. The cells linear in the state always run on :func:`seqjax.recurrent.linear_scan.run`
+    with the back-end ``scan`` names (``auto`` by default), padded and reversed included.
     """
 
     cell: str
@@ -61,6 +64,7 @@ class Recurrent(nn.Module):
     cell_kwargs: dict[str, Any] | None = None
     mesh: Any = None  # fused path: split the batch rows over this mesh's devices
     dtype: Any = jnp.float32  # compute dtype of the matrix products
+    scan: str = "auto"  # linear cells: sequential | associative | chunked | log | auto
 
     def initial_carry(self, batch_size, dtype=jnp.float32):
         """Zero carry for ``batch_size`` examples (needs no parameters)."""
@@ -73,14 +77,18 @@ class Recurrent(nn.Module):
             "cell", lambda key: cell.init(key, xs.shape[-1], self.hidden_size, **(self.cell_kwargs or {}))
         )
         if carry is None:
-            carry = self.initial_carry(xs.shape[0], params["W_h"].dtype)
-        if self.fused and seq_lengths is None and not self.reverse:
+            carry = self.initial_carry(xs.shape[0])
+        if is_linear(self.cell):
+            run = functools.partial(linear_scan.run, cell, compute_weights(params, self.dtype),
+                                    reverse=self.reverse, backend=self.scan)
+        elif self.fused and seq_lengths is None and not self.reverse:
             from seqjax.recurrent.fused_bptt import fused_unroll
 
             return fused_unroll(self.cell, params, xs, carry, mesh=self.mesh,
                                 compute_dtype=self.dtype)
-        step = computing_in(self.dtype, cell.step)
-        run = functools.partial(unroll, step, params, reverse=self.reverse, unroll=self.unroll)
+        else:
+            step = computing_in(self.dtype, cell.step)
+            run = functools.partial(unroll, step, params, reverse=self.reverse, unroll=self.unroll)
         if seq_lengths is None:
             return jax.vmap(lambda x, c: run(x, c))(xs, carry)
         return jax.vmap(lambda x, c, n: run(x, c, seq_length=n))(xs, carry, seq_lengths)
@@ -96,11 +104,13 @@ class Bidirectional(nn.Module):
     hidden_size: int
     cell_kwargs: dict[str, Any] | None = None
     dtype: Any = jnp.float32  # compute dtype of the matrix products
+    scan: str = "auto"  # linear cells' scan back-end
 
     @nn.compact
     def __call__(self, xs, seq_lengths=None):
         layer = functools.partial(
-            Recurrent, self.cell, self.hidden_size, cell_kwargs=self.cell_kwargs, dtype=self.dtype
+            Recurrent, self.cell, self.hidden_size, cell_kwargs=self.cell_kwargs, dtype=self.dtype,
+            scan=self.scan,
         )
         forward_final, forward_hs = layer(name="forward")(xs, seq_lengths=seq_lengths)
         backward_final, backward_hs = layer(reverse=True, name="backward")(
@@ -125,6 +135,7 @@ class StackedRecurrent(nn.Module):
     cell_kwargs: dict[str, Any] | None = None
     mesh: Any = None  # fused path: split the batch rows over this mesh's devices
     dtype: Any = jnp.float32  # compute dtype of the matrix products
+    scan: str = "auto"  # linear cells' scan back-end
 
     def initial_carry(self, batch_size, dtype=jnp.float32):
         """One zero carry per layer."""
@@ -140,7 +151,7 @@ class StackedRecurrent(nn.Module):
                 hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
             carry, hs = Recurrent(
                 self.cell, self.hidden_size, unroll=self.unroll, fused=self.fused,
-                cell_kwargs=self.cell_kwargs, mesh=self.mesh, dtype=self.dtype,
+                cell_kwargs=self.cell_kwargs, mesh=self.mesh, dtype=self.dtype, scan=self.scan,
                 name=f"layer_{layer_index}",
             )(hs, carry, seq_lengths)
             final_carries.append(carry)

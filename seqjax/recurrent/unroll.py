@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _valid_part_reversal(num_steps, seq_length):
+def valid_part_reversal(num_steps, seq_length):
     """Index permutation that reverses ``[0, seq_length)`` and leaves the padding in place."""
     t = jnp.arange(num_steps)
     return jnp.where(t < seq_length, seq_length - 1 - t, t)
@@ -32,7 +32,7 @@ def unroll(step, params, xs, carry, *, seq_length=None, reverse=False, unroll=1)
 
         return jax.lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
 
-    order = _valid_part_reversal(num_steps, seq_length) if reverse else jnp.arange(num_steps)
+    order = valid_part_reversal(num_steps, seq_length) if reverse else jnp.arange(num_steps)
 
     def masked_body(carry, t_and_x):
         t, x = t_and_x

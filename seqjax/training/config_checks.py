@@ -14,6 +14,7 @@ from seqjax.models.sequence_heads import (
 )
 from seqjax.positional import POSITIONAL_KINDS
 from seqjax.precision import COMPUTE_DTYPES, model_dtype_name
+from seqjax.recurrent import linear_scan
 
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
 LM_POSITIVE_INTS = POSITIVE_INTS + ("seq_len",)
@@ -41,6 +42,15 @@ def _check_positive_ints(config, keys):
             raise ConfigError(f"config.{key} must be a positive integer, got {value!r}")
 
 
+def _check_scan(model):
+    """``model.scan`` (optional; ``auto`` when absent) names a back-end the cell can run."""
+    scan = model.get("scan", "auto")
+    _check_choice(scan, linear_scan.BACKENDS + ("auto",), "model.scan")
+    if scan == "log" and model.kind not in ("min_gru", "min_lstm"):
+        raise ConfigError(f"config.model.scan='log' needs positive coefficients, which "
+                          f"{model.kind} does not have: use min_gru or min_lstm, or another scan")
+
+
 def _check_dropout(config):
     if not 0.0 <= _get(config, "model.dropout") < 1.0:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout!r}")
@@ -60,6 +70,7 @@ def check_config(config):
         raise ConfigError("config.data.stream_reset_probability must be in [0, 1], got "
                           f"{config.data.stream_reset_probability!r}")
     _check_dropout(config)
+    _check_scan(config.model)
     _check_dtype(config)
     if config.model.kind == "transformer":
         _check_transformer_lm(config)
@@ -103,6 +114,7 @@ def check_task_config(config, task):
     _check_positive_ints(config, TASK_POSITIVE_INTS)
     model = config.model
     _check_choice(model.kind, ENCODER_KINDS, "model.kind")
+    _check_scan(model)
     if model.kind in ("transformer", CAUSAL_TRANSFORMER):
         _check_task_transformer(model, task)
     else:

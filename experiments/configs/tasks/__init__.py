@@ -29,17 +29,17 @@ from seqjax.tasks import TASKS
 
 # Peak learning rates that train each family well at the fixed 400-step budget.
 LEARNING_RATES = {"elman": 3e-3, "lstm": 1e-2, "gru": 1e-2, "transformer": 2e-3,
-                  CAUSAL_TRANSFORMER: 2e-3}
+                  CAUSAL_TRANSFORMER: 2e-3, "min_gru": 1e-2, "min_lstm": 1e-2, "lru": 3e-3,
+                  "rg_lru": 1e-2}
 LM_ONLY_KEYS = ("seq_len", "data", "sample", "eval_batches")
 
 
 def parse_preset(preset):
     """``"gru_additive"`` -> ``("gru", "additive")``; ``"lstm"`` -> ``("lstm", "none")``;
     ``"causal_transformer"`` -> ``("causal_transformer", "none")``."""
-    if preset == CAUSAL_TRANSFORMER:
+    if preset in KINDS:
         return preset, "none"
-    kind, _, attention = preset.partition("_")
-    attention = attention or "none"
+    kind, _, attention = preset.rpartition("_")
     transformer_with_rnn_attention = kind == "transformer" and attention != "none"
     if kind not in KINDS or attention not in ATTENTIONS or transformer_with_rnn_attention:
         raise ConfigError(
@@ -54,7 +54,8 @@ def task_model(preset):
     kind, attention = parse_preset(preset)
     transformer, causal = kind in ("transformer", CAUSAL_TRANSFORMER), kind == CAUSAL_TRANSFORMER
     model = ml_collections.ConfigDict()
-    model.kind = kind  # elman | lstm | gru | transformer | causal_transformer
+    model.kind = kind  # elman | lstm | gru | min_gru | min_lstm | lru | rg_lru | transformer | causal_transformer
+    model.scan = "auto"  # linear cells' scan back-end: sequential | associative | chunked | log | auto
     model.hidden_size = 64  # recurrent state width H, or the Transformer's width W
     model.embed_size = 32  # token / input embedding width of the recurrent models
     model.num_layers = 2 if transformer else 1  # stacked layers / blocks
