@@ -23,11 +23,13 @@ from tests.training_configs import tiny_config, write_corpus
 KINDS = sorted(LINEAR_CELLS)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_language_model_learns_and_resumes_exactly(tmp_path, monkeypatch, kind):
+@pytest.mark.parametrize("kind, block", [(kind, "none") for kind in KINDS] + [
+    ("rg_lru", "residual")])
+def test_language_model_learns_and_resumes_exactly(tmp_path, monkeypatch, kind, block):
     corpus = write_corpus(tmp_path)
     config = tiny_config(corpus, kind, num_steps=40, eval_every=20, checkpoint_every=20,
-                         **{"optim.learning_rate": 2e-2, "model.num_layers": 1})
+                         **{"optim.learning_rate": 2e-2, "model.num_layers": 1,
+                            "model.block": block})
     train_and_evaluate(config, tmp_path / "straight")
     records = read_metrics(tmp_path / "straight")
     vocab_size = load_run(tmp_path / "straight").tokenizer.vocab_size
@@ -43,10 +45,11 @@ def test_language_model_learns_and_resumes_exactly(tmp_path, monkeypatch, kind):
                  load_run(tmp_path / "straight").params)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_generation_with_a_carried_state_equals_recomputing_the_prefix(kind):
+@pytest.mark.parametrize("kind, block", [(kind, "none") for kind in KINDS] + [
+    ("rg_lru", "residual"), ("min_gru", "residual")])
+def test_generation_with_a_carried_state_equals_recomputing_the_prefix(kind, block):
     model = RecurrentLM(vocab_size=11, cell=kind, embed_size=8, hidden_size=16, num_layers=2,
-                        scan="associative")
+                        scan="associative", block=block)
     prompt = jnp.array([[1, 4, 2], [3, 3, 7]])
     params = model.init(jax.random.PRNGKey(0), prompt)["params"]
     apply = jax.jit(lambda tokens: model.apply({"params": params}, tokens)[0])

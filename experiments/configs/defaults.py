@@ -30,6 +30,7 @@ def base_config():
     config.model.dropout = 0.0  # between layers and before the head
     config.model.fused = True  # hand-written BPTT kernel for full windows (same math, faster)
     config.model.scan = "auto"  # cells linear in the state: sequential | associative | chunked | log | auto
+    config.model.block = "none"  # none: stacked layers | residual: the papers' pre-norm residual blocks
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
 
     config.optim = ml_collections.ConfigDict()

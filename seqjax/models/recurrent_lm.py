@@ -6,7 +6,10 @@
     p(y_{t+1} \\mid y_{\\le t}) = \\mathrm{softmax}(W_y h^{(L)}_t + b_y)
 
 The recurrence is the pure cell of :mod:`seqjax.recurrent.cells`, run by
-:class:`seqjax.recurrent.layers.StackedRecurrent`. The carry (one cell carry per layer) is an
+:class:`seqjax.recurrent.layers.StackedRecurrent` (``block="none"``: layers stacked directly,
+dropout between them) or by the papers' pre-norm residual blocks
+(``block="residual"``: :class:`seqjax.recurrent.blocks.ResidualStack`; Hawk's block for
+``rg_lru``). The carry (one carry per layer or block) is an
 argument and a result, so training can carry it across consecutive windows (truncated BPTT,
 as char-rnn does) and generation can carry it from token to token.
 
@@ -20,6 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
+from seqjax.recurrent.blocks import ResidualStack
 from seqjax.recurrent.layers import StackedRecurrent
 
 
@@ -36,8 +40,12 @@ class RecurrentLM(nn.Module):
     mesh: Any = None  # training on a device mesh: the fused layers split the batch over it
     dtype: Any = jnp.float32  # compute dtype of the matrix products (mixed precision)
     scan: str = "auto"  # the scan back-end of a cell linear in its state
+    block: str = "none"  # none: stacked layers | residual: seqjax.recurrent.blocks
 
     def _stack(self, **module_kwargs):
+        if self.block == "residual":
+            return ResidualStack(self.cell, self.hidden_size, self.num_layers, self.scan,
+                                 self.dtype, **module_kwargs)
         return StackedRecurrent(
             self.cell, self.hidden_size, self.num_layers, self.dropout,
             fused=self.fused, mesh=self.mesh, dtype=self.dtype, scan=self.scan, **module_kwargs,
@@ -50,7 +58,10 @@ class RecurrentLM(nn.Module):
     @nn.compact
     def __call__(self, tokens, carry=None, *, deterministic=True):
         x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
-        carry, hs = self._stack(name="recurrent")(x, carry, deterministic=deterministic)
+        if self.block == "residual":
+            carry, hs = self._stack(name="blocks")(x, carry)
+        else:
+            carry, hs = self._stack(name="recurrent")(x, carry, deterministic=deterministic)
         hs = nn.Dropout(self.dropout)(hs, deterministic=deterministic)
         logits = nn.Dense(self.vocab_size, dtype=self.dtype, name="head",
                           dot_general=float32_output_dot_general)(hs)
@@ -81,4 +92,5 @@ def from_config(model_config, vocab_size, context_length=None, mesh=None):
         mesh=mesh,
         dtype=compute_dtype(model_dtype_name(model_config)),
         scan=model_config.get("scan", "auto"),
+        block=model_config.get("block", "none"),
     )

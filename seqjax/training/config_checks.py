@@ -15,6 +15,7 @@ from seqjax.models.sequence_heads import (
 from seqjax.positional import POSITIONAL_KINDS
 from seqjax.precision import COMPUTE_DTYPES, model_dtype_name
 from seqjax.recurrent import linear_scan
+from seqjax.recurrent.blocks import BLOCKS
 
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every")
 LM_POSITIVE_INTS = POSITIVE_INTS + ("seq_len",)
@@ -43,7 +44,9 @@ def _check_positive_ints(config, keys):
 
 
 def _check_scan(model):
-    """``model.scan`` (optional; ``auto`` when absent) names a back-end the cell can run."""
+    """``model.scan`` (optional; ``auto`` when absent) names a back-end the cell can run, and
+    ``model.block`` (optional; ``none``) a block layout."""
+    _check_choice(model.get("block", "none"), BLOCKS, "model.block")
     scan = model.get("scan", "auto")
     _check_choice(scan, linear_scan.BACKENDS + ("auto",), "model.scan")
     if scan == "log" and model.kind not in ("min_gru", "min_lstm"):

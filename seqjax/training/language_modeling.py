@@ -46,7 +46,10 @@ def language_model_loss(model, params, carry, batch, dropout_key):
     """``(loss, new_carry)``: the mean next-token cross-entropy of ``batch = (inputs, targets,
     reset)``, the rows flagged in ``reset [B]`` started from a zero carry."""
     inputs, targets, reset = batch
-    carry = jax.tree.map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carry)
+    def zero_reset_rows(c):  # c: [B, ...] (a conv history is [B, width-1, H])
+        return jnp.where(reset.reshape((-1,) + (1,) * (c.ndim - 1)), jnp.zeros_like(c), c)
+
+    carry = jax.tree.map(zero_reset_rows, carry)
     logits, new_carry = model.apply(
         {"params": params}, inputs, carry, deterministic=False, rngs={"dropout": dropout_key}
     )
