@@ -40,10 +40,12 @@ def lm_config(settings, model):
     return config
 
 
-def recurrent_model(kind, hidden_size, embed_size):
-    """The ``model`` section of a one-layer recurrent LM."""
+def recurrent_model(kind, hidden_size, embed_size, num_layers=1, block="none"):
+    """The ``model`` section of a recurrent LM (one plain layer unless told otherwise;
+    ``block="residual"``: ``num_layers`` of the papers' residual blocks)."""
     model = base_config().model
     model.kind, model.hidden_size, model.embed_size = kind, hidden_size, embed_size
+    model.num_layers, model.block = num_layers, block
     return model
 
 
@@ -62,23 +64,28 @@ def parameter_counts(config, vocab_size):
     return sum(sizes.values()), sum(n for g, n in sizes.items() if g not in EMBEDDING_GROUPS)
 
 
-def matched_hidden_size(settings, kind, target_total, vocab_size, non_embedding=False):
+def matched_hidden_size(settings, kind, target_total, vocab_size, non_embedding=False,
+                        **model_options):
     """The recurrent width whose total parameter count (``non_embedding``: its count without
     the token table and read-out) is closest to ``target_total``.
 
-    A one-layer recurrent LM's count is a quadratic ``a H^2 + b H + c`` in its width ``H``
-    (gates x ``H (H + E + 1)``, the read-out ``H V``, the rest constant): read it off three
-    widths, solve for the target, and keep the better of the two neighbouring integers.
+    A recurrent LM's count is a quadratic ``a H^2 + b H + c`` in its width ``H`` (gates x
+    ``H (H + E + 1)``, the read-out ``H V``, the rest constant; linear, ``a = 0``, for a single
+    minGRU or minLSTM layer): read it off three widths, solve for the target, and keep the
+    better of the two neighbouring integers. ``model_options``: ``num_layers``, ``block``.
     """
     def count(hidden_size):
-        model = recurrent_model(kind, hidden_size, settings["embed_size"])
+        model = recurrent_model(kind, hidden_size, settings["embed_size"], **model_options)
         return parameter_counts(lm_config(settings, model), vocab_size)[int(non_embedding)]
 
     c1, c2, c3 = count(1), count(2), count(3)
     a = (c3 - 2 * c2 + c1) / 2
     b = c2 - c1 - 3 * a
     c = c1 - a - b
-    root = (-b + math.sqrt(b * b - 4 * a * (c - target_total))) / (2 * a)
+    if a == 0:
+        root = (target_total - c) / b
+    else:
+        root = (-b + math.sqrt(b * b - 4 * a * (c - target_total))) / (2 * a)
     candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
     return min(candidates, key=lambda hidden_size: abs(count(hidden_size) - target_total))
 

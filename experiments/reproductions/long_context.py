@@ -49,33 +49,40 @@ from seqjax.models import cache_lm
 from seqjax.models.ngram import NGramLM
 from seqjax.text_generation import load_run
 
+# The recurrences linear in the state run as their papers build them: as many pre-norm residual
+# blocks as the Transformer has (Hawk's recurrent block for rg_lru; seqjax.recurrent.blocks).
+BLOCK_KINDS = ("min_gru", "min_lstm", "lru", "rg_lru")
 COUNT_MODELS = {"ngram_orders": [1, 2, 3, 4], "ngram_ks": [0.1, 0.01, 0.001],
                 "mixture_weights": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "cache_order": 3,
                 "bootstrap_resamples": 2000}
 BUDGETS = {
     "tiny": {"corpus": str(Path(sysconfig.get_paths()["stdlib"]) / "json"), "vocab_size": 300,
              "num_steps": 4, "eval_every": 4, "batch_size": 2, "seq_len": 16, "eval_batches": 2,
-             "embed_size": 8, "transformer_sizes": [[1, 16]], "recurrent_kinds": ["lstm", "gru"],
+             "embed_size": 8, "transformer_sizes": [[1, 16]],
+             "recurrent_kinds": ["lstm", "gru", "rg_lru"],
              "learning_rate": 2e-3, "eval_windows": 6, "eval_batch_size": 4,
              **COUNT_MODELS, "ngram_orders": [1, 2], "ngram_ks": [0.1],
              "mixture_weights": [0.5, 0.9], "bootstrap_resamples": 50},
     "cpu": {"corpus": "python_stdlib_full", "vocab_size": 2048, "num_steps": 700,
             "eval_every": 700, "batch_size": 8, "seq_len": 512, "eval_batches": 16,
             "embed_size": 128, "transformer_sizes": [[2, 128], [4, 160]],
-            "recurrent_kinds": ["lstm", "gru"], "learning_rate": 2e-3, "eval_windows": 512,
+            "recurrent_kinds": ["lstm", "gru", *BLOCK_KINDS], "learning_rate": 2e-3,
+            "eval_windows": 512,
             "eval_batch_size": 16, **COUNT_MODELS},
     # Sized by estimate for one H100 (not run yet): every model resumes in its own folder,
     # so a second call of the same command finishes what a first one did not.
     "gpu": {"corpus": "python_stdlib_full", "vocab_size": 4096, "num_steps": 1000,
             "eval_every": 1000, "batch_size": 16, "seq_len": 1024, "eval_batches": 16,
             "embed_size": 256, "transformer_sizes": [[2, 128], [4, 192], [4, 256], [6, 320]],
-            "recurrent_kinds": ["lstm", "gru"], "learning_rate": 2e-3, "eval_windows": 768,
+            "recurrent_kinds": ["lstm", "gru", *BLOCK_KINDS], "learning_rate": 2e-3,
+            "eval_windows": 768,
             "eval_batch_size": 32, **COUNT_MODELS},
 }
 CLAIM = ("An LSTM's per-token loss stops improving after fewer than 100 tokens of context while "
          "a Transformer's keeps falling along the whole context; Transformers use parameters "
          "better (Kaplan et al. 2020, Figs. 7 and 20).")
-FAMILY_TITLES = {"transformer": "Transformer", "lstm": "LSTM", "gru": "GRU"}
+FAMILY_TITLES = {"transformer": "Transformer", "lstm": "LSTM", "gru": "GRU", "min_gru": "minGRU",
+                 "min_lstm": "minLSTM", "lru": "LRU", "rg_lru": "Hawk (RG-LRU)"}
 EARLY_BIN, FAR_FROM = (65, 128), 257  # "after 100 tokens": 65-128 against the last bin
 CACHE_WINDOWS_AT_ONCE = 32  # the cache counts compare every pair of positions of a window
 
@@ -91,7 +98,8 @@ def study_config(settings, model):
 
 def model_sections(settings, vocab_size):
     """``[(family, label, model section)]``: per Transformer size, the Transformer and each
-    recurrent kind at the width whose non-embedding count is closest to the Transformer's."""
+    recurrent kind at the width whose non-embedding count is closest to the Transformer's
+    (the classic cells as one layer, the linear recurrences in residual blocks)."""
     sections = []
     for num_layers, width in settings["transformer_sizes"]:
         transformer = lm.transformer(num_layers, width)
@@ -99,9 +107,14 @@ def model_sections(settings, vocab_size):
         target = lm.parameter_counts(study_config(settings, transformer), vocab_size)[1]
         sections.append(("transformer", f"Transformer {num_layers}x{width}", transformer))
         for kind in settings["recurrent_kinds"]:
-            hidden = lm.matched_hidden_size(settings, kind, target, vocab_size, non_embedding=True)
-            sections.append((kind, f"{FAMILY_TITLES[kind]} H={hidden}",
-                             lm.recurrent_model(kind, hidden, settings["embed_size"])))
+            layout = ({"num_layers": num_layers, "block": "residual"} if kind in BLOCK_KINDS
+                      else {})
+            hidden = lm.matched_hidden_size(settings, kind, target, vocab_size,
+                                            non_embedding=True, **layout)
+            name = (f"{FAMILY_TITLES[kind]} {num_layers}x{hidden}" if layout
+                    else f"{FAMILY_TITLES[kind]} H={hidden}")
+            sections.append((kind, name, lm.recurrent_model(kind, hidden, settings["embed_size"],
+                                                            **layout)))
     return sections
 
 
@@ -256,7 +269,8 @@ def describe_data(data, settings, windows):
 
 COUNT_STYLES = {"static n-gram": "0.55", "n-gram + unigram cache": "C2",
                 "n-gram + n-gram cache": "C4"}
-FAMILY_COLORS = {"transformer": "C3", "lstm": "C0", "gru": "C1"}
+FAMILY_COLORS = {"transformer": "C3", "lstm": "C0", "gru": "C1", "min_gru": "C5",
+                 "min_lstm": "C6", "lru": "C8", "rg_lru": "C9"}
 
 
 def _band(axis, centers, curve, color, label, style="-"):
@@ -307,12 +321,14 @@ def plot(results):
     centers = [np.sqrt(first * last) for first, last in results["bins"]]
     curves, runs, styles = results["per_position"], results["runs"], _size_styles(results["runs"])
     figure, axes = plt.subplots(2, 3, figsize=(17, 8.4))
-    (counts, neural, remaining), (difference, scaling, unused) = axes
-    figure.delaxes(unused)
+    (counts, neural, remaining), (difference, scaling, linear) = axes
     for name, color in COUNT_STYLES.items():
         _band(counts, centers, curves[name], color, name)
     for label, r in runs.items():
-        _band(neural, centers, curves[label], FAMILY_COLORS[r["family"]], label, styles[label])
+        axis = linear if r["family"] in BLOCK_KINDS else neural
+        _band(axis, centers, curves[label], FAMILY_COLORS[r["family"]], label, styles[label])
+    for label in _largest(runs)[:1]:  # the largest Transformer, as the reference
+        _band(linear, centers, curves[label], FAMILY_COLORS["transformer"], label)
     for label in ["n-gram + n-gram cache"] + _largest(runs):
         color = COUNT_STYLES.get(label) or FAMILY_COLORS[runs[label]["family"]]
         to_come = {key: values[:-1] for key, values in curves[label]["gain_to_last_bin"].items()}
@@ -326,15 +342,18 @@ def plot(results):
     tokens, last = results["data"]["window_tokens"], results["bins"][-1]
     for axis, title, ylabel in (
             (counts, "(a) count models: does the data reward long context?", "loss (nats/token)"),
-            (neural, "(b) neural models, same windows", "loss (nats/token)"),
+            (neural, "(b) Transformers and classic RNNs, same windows", "loss (nats/token)"),
+            (linear, "(f) linear recurrences in residual blocks", "loss (nats/token)"),
             (remaining, f"(c) gain still to come: bin minus positions {last[0]}-{last[1]}",
              "loss difference (nats/token)"),
             (difference, "(d) Transformer minus recurrent, paired",
              "loss difference (nats/token)")):
         axis.set(xscale="log", xlabel=f"position in the {tokens}-token window", ylabel=ylabel,
                  title=title)
-    for axis in (counts, neural, remaining, difference, scaling):
+    for axis in (counts, neural, remaining, difference, scaling, linear):
         axis.legend(fontsize=7, handlelength=3)
+    if not any(r["family"] in BLOCK_KINDS for r in runs.values()):
+        figure.delaxes(linear)  # a report from before the linear recurrences joined
     figure.tight_layout()
     return figure
 
