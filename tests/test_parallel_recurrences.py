@@ -80,3 +80,17 @@ def test_each_cell_learns_a_sequence_task_well_above_chance(tmp_path, kind):
     task = task_from_config(config)
     chance = chance_baseline(task, task.held_out_set(config.seed, config.eval_examples))[1]
     assert record["val_accuracy"] > chance + 0.4, (record, chance)
+
+
+def test_char_lm_table_trains_every_family_at_matched_parameters(tmp_path, capsys):
+    from experiments import char_lm_table
+
+    report = char_lm_table.run_table(tmp_path, char_lm_table.BUDGETS["tiny"],
+                                     kinds=("transformer", "lstm", "min_gru", "rg_lru"))
+    counts = [row["non_embedding_parameters"] for row in report["rows"]]
+    assert [row["kind"] for row in report["rows"]] == ["transformer", "lstm", "min_gru", "rg_lru"]
+    assert max(counts) / min(counts) < 1.1, counts
+    for row in report["rows"]:
+        assert row["val_loss"] == row["curve"][-1][1] and row["best_val_loss"] <= row["val_loss"]
+    table = char_lm_table.markdown_table(report)
+    assert table.count("\n") == 5 and "residual blocks" in table
