@@ -1,4 +1,5 @@
-"""Transformer decoding throughput: KV-cached against uncached greedy decoding.
+"""Transformer decoding throughput: KV-cached against uncached greedy decoding, and recurrent
+models carrying their state beside them.
 
 Usage::
 
@@ -21,6 +22,11 @@ crop, the model rerun on the last ``context`` tokens, a different function. Comp
 timed apart (ahead of time), as is the first run; the figure is the median of
 ``--repeats`` alternating rounds (see :mod:`experiments.benchmarks.timing`). Prints a
 markdown table and writes every figure, the device and the versions to ``--out`` (JSON).
+
+``--recurrent min_gru,rg_lru,...`` adds recurrent language models of those kinds, each in as
+many residual blocks as the Transformer has layers (``model.block = "residual"``; a classic
+cell as one plain layer) at the width whose non-embedding parameter count is closest to the
+Transformer's, decoding the same way: one token a step, the state carried (constant memory).
 """
 
 import argparse
@@ -37,7 +43,11 @@ from experiments.benchmarks.report import Report
 from experiments.benchmarks.timing import Candidate, measure_alternating
 from experiments.freed_memory import keep_freed_memory
 from seqjax.generation import fed_length, generate, model_step_fn
+from seqjax.models.recurrent_lm import RecurrentLM
 from seqjax.models.transformer_lm import TransformerLM
+from seqjax.recurrent.cells import LINEAR_CELLS
+
+EMBEDDING_GROUPS = ("embed", "head", "token_embedding", "position_embedding")
 
 MODEL = dict(vocab_size=65, num_layers=4, num_heads=4, width=128)
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "decode_speed.json")
@@ -79,37 +89,86 @@ def compiled_decoder(model, variables, prompt, num_tokens, *, cached, refill_len
     return functools.partial(compiled, variables, prompt), time.perf_counter() - start
 
 
-def benchmark_length(model, variables, num_tokens, repeats, warmup, refill_length=None):
-    """One row: cached and uncached decoding of ``num_tokens`` tokens, timed alternately."""
+def non_embedding_parameters(model):
+    """Parameters outside the token table, positions and the vocabulary read-out."""
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))
+    return sum(leaf.size for group, tree in shapes["params"].items()
+               if group not in EMBEDDING_GROUPS for leaf in jax.tree.leaves(tree))
+
+
+def matched_recurrent_model(kind, target, num_layers):
+    """A :class:`RecurrentLM` of ``kind`` whose non-embedding count is closest to ``target``."""
+    layout = ({"num_layers": num_layers, "block": "residual"} if kind in LINEAR_CELLS
+              else {"num_layers": 1})
+
+    def build(width):
+        return RecurrentLM(vocab_size=MODEL["vocab_size"], cell=kind, embed_size=MODEL["width"],
+                           hidden_size=width, **layout)
+
+    low, high = 1, 4096  # the count grows with the width: bisect
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if non_embedding_parameters(build(middle)) < target else (low, middle)
+    return min((build(low), build(high)), key=lambda m: abs(non_embedding_parameters(m) - target))
+
+
+def recurrent_decoder(model, num_tokens):
+    """Jitted ``(variables, prompt [1, 1]) -> tokens [1, num_tokens]``: the state carried."""
+
+    @jax.jit
+    def decode(variables, prompt):
+        state = model.init_decode_state(prompt.shape[0])
+        return generate(model_step_fn(model, variables), state, prompt, num_tokens,
+                        jax.random.PRNGKey(0), temperature=0.0)
+
+    return decode
+
+
+def benchmark_length(model, variables, num_tokens, repeats, warmup, refill_length=None,
+                     recurrent=(), uncached=True):
+    """One row: cached and uncached decoding of ``num_tokens`` tokens, and each recurrent
+    ``(kind, model, variables)`` of ``recurrent``, timed alternately (``uncached=False``:
+    without the uncached decoder, whose time grows with the square of the length)."""
     prompt = jnp.zeros((1, 1), jnp.int32)
     candidates, compile_s = [], {}
-    for name, cached in (("cached", True), ("uncached", False)):
+    for name, cached in (("cached", True), ("uncached", False))[:2 if uncached else 1]:
         run, compile_s[name] = compiled_decoder(model, variables, prompt, num_tokens,
                                                 cached=cached, refill_length=refill_length)
         candidates.append(Candidate(name, run))
+    for kind, recurrent_model, recurrent_variables in recurrent:
+        start = time.perf_counter()
+        compiled = recurrent_decoder(recurrent_model, num_tokens).lower(
+            recurrent_variables, prompt).compile()
+        compile_s[kind] = time.perf_counter() - start
+        candidates.append(Candidate(kind, functools.partial(compiled, recurrent_variables, prompt)))
     timings = measure_alternating(candidates, repeats=repeats, warmup=warmup)
     results = {
         name: {**timing.summary(), "compile_s": compile_s[name],
                "tokens_per_s": num_tokens / timing.median_s}
         for name, timing in timings.items()
     }
-    speedup = timings["uncached"].median_s / timings["cached"].median_s
-    print(f"  {num_tokens} tokens: cached {results['cached']['tokens_per_s']:,.0f} tok/s, "
-          f"uncached {results['uncached']['tokens_per_s']:,.0f} tok/s", file=sys.stderr,
-          flush=True)
+    speedup = (timings["uncached"].median_s / timings["cached"].median_s if uncached
+               else None)
+    print(f"  {num_tokens} tokens: " + ", ".join(
+        f"{name} {r['tokens_per_s']:,.0f} tok/s" for name, r in results.items()),
+        file=sys.stderr, flush=True)
     return {"num_tokens": num_tokens, "results": results, "speedup": speedup}
 
 
 def markdown_table(rows):
     """Tokens/s (median), the cached speed-up and compile seconds per length."""
+    recurrent = [name for name in rows[0]["results"] if name not in ("cached", "uncached")]
     header = ["tokens", "cached tok/s", "uncached tok/s", "speed-up",
-              "cached compile s", "uncached compile s"]
+              "cached compile s", "uncached compile s"] + [f"{kind} tok/s" for kind in recurrent]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cached, uncached = row["results"]["cached"], row["results"]["uncached"]
+        cached, uncached = row["results"]["cached"], row["results"].get("uncached")
+        skipped = "-" if uncached is None else None
         cells = [str(row["num_tokens"]), f"{cached['tokens_per_s']:,.0f}",
-                 f"{uncached['tokens_per_s']:,.0f}", f"{row['speedup']:.1f}x",
-                 f"{cached['compile_s']:.1f}", f"{uncached['compile_s']:.1f}"]
+                 skipped or f"{uncached['tokens_per_s']:,.0f}",
+                 skipped or f"{row['speedup']:.1f}x", f"{cached['compile_s']:.1f}",
+                 skipped or f"{uncached['compile_s']:.1f}"] + [
+                 f"{row['results'][kind]['tokens_per_s']:,.0f}" for kind in recurrent]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -127,11 +186,17 @@ def parse_args(argv):
                              "ring buffer for rotary positions; context - 1 is nanoGPT's rule)")
     parser.add_argument("--positional", default="learned",
                         choices=("learned", "sinusoidal", "rotary"), help="the model's positions")
+    parser.add_argument("--recurrent", default="",
+                        help="comma-separated recurrent kinds decoded beside the Transformer, "
+                             "at matched non-embedding parameters (e.g. min_gru,rg_lru,gru)")
+    parser.add_argument("--no-uncached", dest="uncached", action="store_false",
+                        help="leave out the uncached decoder (hours at 4,096 tokens on a CPU)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 16 tokens, 1 repeat")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON file for every figure")
     args = parser.parse_args(argv)
     text = args.num_tokens or ("16" if args.quick else "256,1024")
     args.num_tokens = [int(n) for n in text.split(",") if n]
+    args.recurrent = [kind for kind in args.recurrent.split(",") if kind]
     args.repeats = 1 if args.quick else args.repeats
     return args
 
@@ -152,10 +217,21 @@ def main(argv=None):
                 "uncached_refill_length": uncached_refill_length(model, args.refill_length),
                 "repeats": args.repeats, "warmup": args.warmup,
                 "malloc_keeps_freed_memory": malloc_tuned}
+    target = non_embedding_parameters(model)
+    recurrent = []
+    for kind in args.recurrent:
+        recurrent_model = matched_recurrent_model(kind, target, MODEL["num_layers"])
+        recurrent.append((kind, recurrent_model,
+                          recurrent_model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))))
+    settings["recurrent"] = {
+        kind: {"hidden_size": m.hidden_size, "num_layers": m.num_layers, "block": m.block,
+               "non_embedding_parameters": non_embedding_parameters(m)}
+        for kind, m, _ in recurrent}
+    settings["transformer_non_embedding_parameters"] = target
     report = Report(args.out, "decode_speed", environment, settings)
     for n in args.num_tokens:
         report.add_rows([benchmark_length(model, variables, n, args.repeats, args.warmup,
-                                          args.refill_length)])
+                                          args.refill_length, recurrent, args.uncached)])
     report = report.finish()
     print(markdown_table(report["rows"]))
     return report
