@@ -24,8 +24,10 @@ from seqjax.tasks.baselines import chance_baseline
 
 MANY_TO_ONE_MODELS = ("elman", "lstm", "gru", "transformer")
 SEQ2SEQ_MODELS = ("elman", "lstm", "gru", "gru_additive", "gru_dot", "transformer")
+LINEAR_MODELS = ("min_gru", "min_lstm", "lru", "rg_lru")  # the recurrences linear in the state
 MODEL_TITLES = {"elman": "Elman", "lstm": "LSTM", "gru": "GRU", "transformer": "Transformer",
-                "gru_additive": "GRU + additive attn", "gru_dot": "GRU + dot attn"}
+                "gru_additive": "GRU + additive attn", "gru_dot": "GRU + dot attn",
+                "min_gru": "minGRU", "min_lstm": "minLSTM", "lru": "LRU", "rg_lru": "RG-LRU"}
 METRIC_TITLES = {"accuracy": "accuracy", "mse": "MSE (lower is better)",
                  "exact_match": "exact match"}
 
@@ -34,6 +36,8 @@ TABLE_TASKS = [name for name in TASKS if name not in LONG_RANGE_TASKS]
 flags.DEFINE_list("tasks", TABLE_TASKS, "Tasks to run (default: all but the long-range "
                   "memory tasks of experiments/reproductions/).")
 flags.DEFINE_integer("num_steps", None, "Override every config's num_steps.", lower_bound=1)
+flags.DEFINE_list("models", None, "Presets to run for every task instead of the task kind's "
+                  f"columns (e.g. {','.join(LINEAR_MODELS)}).")
 
 
 def task_config(task, preset, num_steps=None):
@@ -45,15 +49,17 @@ def task_config(task, preset, num_steps=None):
     return config
 
 
-def models_for(task_name):
-    """The table columns of a task: its kind decides (raises ConfigError for unknown names)."""
-    return SEQ2SEQ_MODELS if get_task(task_name).kind == "seq2seq" else MANY_TO_ONE_MODELS
+def models_for(task_name, models=None):
+    """The table columns of a task: ``models`` when given, else its kind decides (raises
+    ConfigError for unknown names)."""
+    default = SEQ2SEQ_MODELS if get_task(task_name).kind == "seq2seq" else MANY_TO_ONE_MODELS
+    return tuple(models) if models else default
 
 
-def run_row(task_name, workdir, num_steps=None):
+def run_row(task_name, workdir, num_steps=None, models=None):
     """``{"metric", "chance", preset: score, ...}`` for one task (trains what is not done)."""
     row = {}
-    for preset in models_for(task_name):
+    for preset in models_for(task_name, models):
         config = task_config(task_name, preset, num_steps)
         record = train_and_evaluate(config, f"{workdir}/{task_name}/{preset}")
         task = task_from_config(config)
@@ -81,10 +87,11 @@ def main(argv):
     start = time.time()
     enable_compilation_cache(flags.FLAGS.compilation_cache)
     with user_errors_as_messages("task_table"):
-        rows = {name: run_row(name, flags.FLAGS.workdir, flags.FLAGS.num_steps)
+        chosen = flags.FLAGS.models
+        rows = {name: run_row(name, flags.FLAGS.workdir, flags.FLAGS.num_steps, chosen)
                 for name in flags.FLAGS.tasks}
-    for models in (MANY_TO_ONE_MODELS, SEQ2SEQ_MODELS):
-        group = {name: row for name, row in rows.items() if models_for(name) == models}
+    for models in ((tuple(chosen),) if chosen else (MANY_TO_ONE_MODELS, SEQ2SEQ_MODELS)):
+        group = {name: row for name, row in rows.items() if models_for(name, chosen) == models}
         if group:
             print(markdown_table(group, models), end="\n\n")
     print(f"total time {time.time() - start:.0f} s")
