@@ -59,5 +59,5 @@ def user_errors_as_messages(program):
     sys.unraisablehook = _quiet_closed_event_loops
     try:
         yield
-    except SeqjaxError as error:
-        _fail(program, str(error))
+    except SeqjaxError as error:  # a preempted run exits 143, as SIGTERM would have ended it
+        _fail(program, str(error), getattr(error, "exit_status", 1))

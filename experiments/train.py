@@ -57,6 +57,8 @@ def main(argv):
                                auto=f.distributed, heartbeat_timeout=f.heartbeat_timeout)
         enable_compilation_cache(f.compilation_cache)
         training_task_type(config).check_config(config)  # before describing the model
+        if jax.process_index() == 0:
+            print(distributed.describe_devices(), flush=True)
         language_model = config.get("task", "language_modeling") == "language_modeling"
         if language_model and config.model.kind == "transformer" and jax.process_index() == 0:
             print(f"attention: {describe_attention(config.model)}")

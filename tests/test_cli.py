@@ -71,6 +71,7 @@ def trained_run(tmp_path_factory):
                      f"--compilation_cache={folder / 'compilation'}", check_ok=True,
                      env_changes=OWN_CACHE_ENV)
     assert "--- sample (best checkpoint, step 8) ---" in result.stdout
+    assert result.stdout.splitlines()[0] == "devices: cpu, 1 x cpu (1 process)", result.stdout
     return folder
 
 
@@ -190,6 +191,23 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     killed = run_cli("tests.kill_at_step", "13", f"--config={config}", f"--workdir={workdir}")
     assert killed.returncode == -signal.SIGKILL
     assert read_metrics(workdir)[-1]["step"] == 13
+
+    run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
+    assert read_metrics(workdir) == read_metrics(tmp_path / "straight")
+
+
+def test_sigterm_saves_the_current_step_and_the_rerun_equals_uninterrupted_run(tmp_path):
+    config = write_config(tmp_path, write_corpus(tmp_path), num_steps=24, checkpoint_every=8)
+    run_cli("experiments.train", f"--config={config}", f"--workdir={tmp_path / 'straight'}",
+            check_ok=True)
+
+    workdir = tmp_path / "preempted"  # SIGTERM when the run asks for batch 13, during step 13
+    preempted = run_cli("tests.kill_at_step", "13", "SIGTERM", f"--config={config}",
+                        f"--workdir={workdir}")
+    assert preempted.returncode == 143
+    assert_one_line_error(preempted, "preempted (SIGTERM) after step 14", "rerun the same command")
+    saved = [int(p.name) for p in (workdir / "checkpoints" / "latest").iterdir() if p.name.isdigit()]
+    assert max(saved) == 14  # the step it was running when the signal came: nothing lost
 
     run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
     assert read_metrics(workdir) == read_metrics(tmp_path / "straight")

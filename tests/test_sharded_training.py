@@ -182,6 +182,8 @@ def test_two_processes_survive_a_kill_and_resume_anywhere(runs, tmp_path):
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:]
     assert "finished:" in outputs[0][0] and "sample it with" in outputs[0][0]
+    assert "devices: cpu, 4 x cpu (2 processes, 2 here)" in outputs[0][0]
+    assert "devices:" not in outputs[1][0]  # process 0 speaks for the run
     assert_same_metrics(read_metrics(workdir), reference)
 
 

@@ -63,3 +63,17 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
         heartbeat_timeout_seconds=heartbeat_timeout, shutdown_timeout_seconds=heartbeat_timeout,
     )
     return True
+
+
+def describe_devices():
+    """One line: the backend, the devices of the whole run and their kind, the processes.
+
+    ``"devices: cpu, 1 x cpu (1 process)"``, ``"devices: gpu, 16 x NVIDIA H100 80GB HBM3
+    (2 processes, 8 here)"``.
+    """
+    devices = jax.devices()
+    kinds = sorted({device.device_kind for device in devices})
+    processes = jax.process_count()
+    where = (f"{processes} processes, {jax.local_device_count()} here" if processes > 1
+             else "1 process")
+    return f"devices: {jax.default_backend()}, {len(devices)} x {' + '.join(kinds)} ({where})"

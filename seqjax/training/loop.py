@@ -19,7 +19,8 @@ without waiting for the device: it reads the loss and the divergence flag only a
 that log, evaluate or checkpoint, while the next batch is built during the current update.
 Every batch and dropout key is a function of ``(config.seed, step)`` and the recurrent carry is
 checkpointed, so a run resumed after any interruption, on any number of devices, reproduces
-the uninterrupted run's metrics.
+the uninterrupted run's metrics. SIGTERM (a preemption) checkpoints the current step and stops
+the run (:mod:`seqjax.training.preemption`).
 """
 
 import math
@@ -37,6 +38,7 @@ from seqjax.training.config_checks import check_mesh
 from seqjax.training.language_modeling import LanguageModeling
 from seqjax.training.metrics_log import MetricsLog, read_metrics
 from seqjax.training.optimizer import make_optimizer
+from seqjax.training.preemption import Preempted, PreemptionSignal
 from seqjax.training.sequence_tasks import SequenceTask
 from seqjax.training.sharding import (
     DEFAULT_MESH, batch_shards, global_batch, host_value, make_mesh, process_rows, replicated,
@@ -133,19 +135,39 @@ class TrainingLoop:
         self.clock.all_so_far_is("setup")
         record = {}
         try:
-            for step, batch in zip(range(start, config.num_steps), batches):
-                if step == start:
-                    with self.clock.phase("compile"):
-                        step_fn = step_fn.lower(state, diverged_at, batch).compile()
-                state, loss, diverged_at = step_fn(state, diverged_at, batch)
-                progress.update(1)
-                record = self.after_step(step + 1, state, loss, diverged_at, progress)
+            with PreemptionSignal() as preemption:
+                for step, batch in zip(range(start, config.num_steps), batches):
+                    if step == start:
+                        with self.clock.phase("compile"):
+                            step_fn = step_fn.lower(state, diverged_at, batch).compile()
+                    state, loss, diverged_at = step_fn(state, diverged_at, batch)
+                    progress.update(1)
+                    record = self.after_step(step + 1, state, loss, diverged_at, progress)
+                    if preemption.stop_now(host_waits=bool(record) or self.saved_at == step + 1):
+                        self.stop_preempted(step + 1, state, diverged_at)
         finally:  # TensorBoard's buffered events too
             progress.close()
             self.metrics.close()
         if self.writes:
             self.clock.write(self.workdir, config.num_steps - start)
         return record or (read_metrics(self.workdir) or [{}])[-1]  # a finished run: its last record
+
+    saved_at = None  # the step of the latest checkpoint this loop wrote
+
+    def save_latest(self, done, state):
+        record_of_run = {"step": done, "best_val_loss": self.best_val_loss}
+        with disk_full_as_message(self.workdir, "the latest checkpoint"), \
+                self.clock.phase("checkpoints"):
+            self.checkpoints.save_latest(done, state, record_of_run)
+        self.saved_at = done
+
+    def stop_preempted(self, done, state, diverged_at):
+        """Checkpoint step ``done`` (unless it just was) and raise :class:`Preempted`."""
+        check_not_diverged(diverged_at, self.checkpoints.directory)  # never save a bad state
+        if self.saved_at != done:
+            self.save_latest(done, state)
+        raise Preempted(f"preempted (SIGTERM) after step {done}; its checkpoint is saved in "
+                        f"{self.checkpoints.directory}: rerun the same command to resume")
 
     def after_step(self, done, state, loss, diverged_at, progress):
         """Log, evaluate and checkpoint when due (the only points the host waits for the device)."""
@@ -175,8 +197,5 @@ class TrainingLoop:
             with disk_full_as_message(self.workdir, "metrics.jsonl"):
                 self.metrics.write(record)
         if due_checkpoint:
-            record_of_run = {"step": done, "best_val_loss": self.best_val_loss}
-            with disk_full_as_message(self.workdir, "the latest checkpoint"), \
-                    self.clock.phase("checkpoints"):
-                self.checkpoints.save_latest(done, state, record_of_run)
+            self.save_latest(done, state)
         return record
