@@ -205,7 +205,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_equals_uninterrupted_run(t
     preempted = run_cli("tests.kill_at_step", "13", "SIGTERM", f"--config={config}",
                         f"--workdir={workdir}")
     assert preempted.returncode == 143
-    assert_one_line_error(preempted, "preempted (SIGTERM) after step 14", "rerun the same command")
+    assert_one_line_error(preempted, "stopped by SIGTERM after step 14", "rerun the same command")
     saved = [int(p.name) for p in (workdir / "checkpoints" / "latest").iterdir() if p.name.isdigit()]
     assert max(saved) == 14  # the step it was running when the signal came: nothing lost
 

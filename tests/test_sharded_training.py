@@ -138,15 +138,16 @@ def free_port():
         return s.getsockname()[1]
 
 
-def launch_two_processes(config_file, workdir, kill_process_1_at=None):
+def launch_two_processes(config_file, workdir, kill_process_1_at=None, signal_name=None):
     """Both processes of a 2 x 2-device run of ``experiments.train``; process 1 can be made to
-    SIGKILL itself when it reaches a step."""
+    SIGKILL itself (or send itself ``signal_name="SIGTERM"``) when it reaches a step."""
     port = free_port()
     processes = []
     for process_id in range(2):
         entry = ["-m", "experiments.train"]
         if process_id == 1 and kill_process_1_at is not None:
-            entry = ["-m", "tests.kill_at_step", str(kill_process_1_at)]
+            entry = ["-m", "tests.kill_at_step", str(kill_process_1_at),
+                     *([signal_name] if signal_name else [])]
         command = [sys.executable, *entry, f"--config={config_file}", f"--workdir={workdir}",
                    "--config.mesh.data=2", "--config.mesh.fsdp=2", "--compilation_cache=",
                    f"--coordinator_address=localhost:{port}", "--num_processes=2",
@@ -185,6 +186,35 @@ def test_two_processes_survive_a_kill_and_resume_anywhere(runs, tmp_path):
     assert "devices: cpu, 4 x cpu (2 processes, 2 here)" in outputs[0][0]
     assert "devices:" not in outputs[1][0]  # process 0 speaks for the run
     assert_same_metrics(read_metrics(workdir), reference)
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_that_resumes(runs, tmp_path):
+    """JAX's preemption sync point: process 1 gets SIGTERM at step 5, both processes save the
+    same later step and exit 143, and the same command resumes to the one-device metrics."""
+    root, corpus = runs
+    config_file = tmp_path / "config.py"
+    config_file.write_text("from tests.training_configs import sharding_config\n\n\n"
+                           "def get_config():\n"
+                           f"    config = sharding_config('lstm', {corpus!r})\n"
+                           "    config.num_steps = 48\n    return config\n")
+    reference_config = sharding_config("lstm", corpus)
+    reference_config.num_steps = 48
+    train_and_evaluate(reference_config, tmp_path / "reference")
+    workdir = tmp_path / "run"
+
+    processes = launch_two_processes(config_file, workdir, kill_process_1_at=5,
+                                     signal_name="SIGTERM")
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [143, 143], outputs[1][1][-2000:]
+    assert "stopped by SIGTERM after step" in outputs[0][1] and "Traceback" not in outputs[0][1]
+    saved = {int(p.name) for p in (workdir / "checkpoints" / "latest").iterdir()
+             if p.name.isdigit()}
+    assert 5 < max(saved) < 48, saved
+
+    processes = launch_two_processes(config_file, workdir)
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][1][-2000:]
+    assert_same_metrics(read_metrics(workdir), read_metrics(tmp_path / "reference"))
 
 
 @pytest.mark.parametrize("data, fsdp, num_devices, expected", [

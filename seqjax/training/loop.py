@@ -19,8 +19,8 @@ without waiting for the device: it reads the loss and the divergence flag only a
 that log, evaluate or checkpoint, while the next batch is built during the current update.
 Every batch and dropout key is a function of ``(config.seed, step)`` and the recurrent carry is
 checkpointed, so a run resumed after any interruption, on any number of devices, reproduces
-the uninterrupted run's metrics. SIGTERM (a preemption) checkpoints the current step and stops
-the run (:mod:`seqjax.training.preemption`).
+the uninterrupted run's metrics. SIGTERM (a preemption) or SIGINT checkpoints the current step
+and stops the run (:mod:`seqjax.training.preemption`).
 """
 
 import math
@@ -143,8 +143,8 @@ class TrainingLoop:
                     state, loss, diverged_at = step_fn(state, diverged_at, batch)
                     progress.update(1)
                     record = self.after_step(step + 1, state, loss, diverged_at, progress)
-                    if preemption.stop_now(host_waits=bool(record) or self.saved_at == step + 1):
-                        self.stop_preempted(step + 1, state, diverged_at)
+                    if preemption.stop_now(step + 1):
+                        self.stop_preempted(step + 1, state, diverged_at, preemption)
         finally:  # TensorBoard's buffered events too
             progress.close()
             self.metrics.close()
@@ -161,13 +161,14 @@ class TrainingLoop:
             self.checkpoints.save_latest(done, state, record_of_run)
         self.saved_at = done
 
-    def stop_preempted(self, done, state, diverged_at):
+    def stop_preempted(self, done, state, diverged_at, preemption):
         """Checkpoint step ``done`` (unless it just was) and raise :class:`Preempted`."""
         check_not_diverged(diverged_at, self.checkpoints.directory)  # never save a bad state
         if self.saved_at != done:
             self.save_latest(done, state)
-        raise Preempted(f"preempted (SIGTERM) after step {done}; its checkpoint is saved in "
-                        f"{self.checkpoints.directory}: rerun the same command to resume")
+        raise Preempted(f"stopped by {preemption.name()} after step {done}; its checkpoint is "
+                        f"saved in {self.checkpoints.directory}: rerun the same command to "
+                        "resume", preemption.received)
 
     def after_step(self, done, state, loss, diverged_at, progress):
         """Log, evaluate and checkpoint when due (the only points the host waits for the device)."""
