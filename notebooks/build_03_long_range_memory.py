@@ -31,6 +31,7 @@ CELLS = [
     whole notebook on a tiny budget (`SEQJAX_NOTEBOOK_MODELS` picks the models); the defaults
     take a few minutes on 2 CPU cores.
     """),
+    notebook_format.CHECKOUT_CELL,
     ("code", r"""
     import os
     import tempfile

@@ -27,6 +27,7 @@ CELLS = [
     environment variables so that `tests/test_notebooks.py` can run the whole notebook on a tiny
     budget.
     """),
+    notebook_format.CHECKOUT_CELL,
     ("code", r"""
     import os
     import tempfile

@@ -40,6 +40,7 @@ CELLS = [
     from environment variables so that `tests/test_notebooks.py` can run the whole notebook on
     a tiny budget.
     """),
+    notebook_format.CHECKOUT_CELL,
     ("code", r"""
     import os
     import tempfile

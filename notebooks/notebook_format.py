@@ -34,3 +34,16 @@ def notebook_text(cells):
 def write_notebook(path, cells):
     path.write_text(notebook_text(cells), encoding="utf-8")
     print("wrote", path)
+
+
+# The first code cell of a notebook that imports from ``experiments/``: that folder (configs,
+# reproductions) belongs to the checkout, and ``pip install`` installs ``seqjax`` alone.
+CHECKOUT_CELL = ("code", r"""
+    import sys
+    from pathlib import Path
+
+    # experiments/ (configs, reproductions) is part of the checkout, not of the installed seqjax
+    CHECKOUT = Path.cwd().resolve().parent  # this notebook's folder is notebooks/
+    if (CHECKOUT / "experiments").is_dir() and str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+    """)
