@@ -22,7 +22,8 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 BUILDERS = sorted(NOTEBOOKS_DIR.glob("build_*.py"))
 LOSS_LINE = re.compile(r"loss: first (\d+\.\d+) -> last (\d+\.\d+)")
 TRAINING_NOTEBOOKS = {"01_char_language_model.ipynb", "03_long_range_memory.ipynb",
-                      "04_attention_and_transformers.ipynb", "05_long_context.ipynb"}
+                      "04_attention_and_transformers.ipynb", "05_long_context.ipynb",
+                      "06_parallel_recurrences.ipynb"}
 TINY_BUDGET = {
     "SEQJAX_NOTEBOOK_STEPS": "30",
     "SEQJAX_NOTEBOOK_BATCH_SIZE": "8",
@@ -36,10 +37,20 @@ TINY_BUDGET = {
     "SEQJAX_NOTEBOOK_VOCAB_SIZE": "300",
     "SEQJAX_NOTEBOOK_RECURRENT_KINDS": "lstm",
     "SEQJAX_NOTEBOOK_EVAL_WINDOWS": "16",
+    # 06: the equality table for minGRU alone (all four back-ends), short scans, small steps
+    "SEQJAX_NOTEBOOK_SCAN_CELLS": "min_gru",
+    "SEQJAX_NOTEBOOK_PRECISION_LENGTH": "64",
+    "SEQJAX_NOTEBOOK_SCAN_LENGTHS": "32",
+    "SEQJAX_NOTEBOOK_SCAN_TOKENS": "128",
     "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",  # tiny programs: compiling fast beats running fast
 }
 KERNEL_TIMEOUT_S = 300
 MIN_LOSS_DROP = 0.2  # nats/char; 30 tiny steps drop ~1 nat, noise between batches is ~0.1
+# 06's equality table: "<cell> <back-end>" and four differences from the step loop
+SCAN_TABLE_ROW = re.compile(r"^(min_gru|min_lstm|lru|rg_lru) +(sequential|associative|chunked|log)"
+                            r"((?: +\d\.\de[+-]\d+){4})$", re.MULTILINE)
+SCAN_TOLERANCE = 1e-5  # float32 rounding is ~1e-7 on these O(1) outputs and gradients
+LOG_SCAN_TOLERANCE = 1e-4  # the log-space form's error grows with T (6e-6 at T = 32)
 
 
 def _printed_text(notebook):
@@ -167,3 +178,24 @@ def test_notebook_05_long_context_plots_and_intervals(run_notebook):
     printed = _printed_text(notebook)
     assert "n-gram + n-gram cache" in printed and "loss over the window" in printed
     assert "late gain" in printed  # at the tiny budget: says the window is too short for it
+
+
+def test_notebook_06_parallel_recurrences_scan_equals_loop(run_notebook):
+    notebook, output_dir = run_notebook(NOTEBOOKS_DIR / "06_parallel_recurrences.ipynb")
+    for name in ("06_log_space_error.png", "06_speed_per_token.png"):
+        assert (output_dir / name).stat().st_size > 0
+    assert _shows_a_png(notebook)
+    printed = _printed_text(notebook)
+    rows = {(cell, backend): [float(value) for value in values.split()]
+            for cell, backend, values in SCAN_TABLE_ROW.findall(printed)}
+    cells = {cell for cell, _ in rows}
+    assert "min_gru" in cells, printed
+    every_backend = {"sequential", "associative", "chunked", "log"}
+    for cell in cells:
+        expected = every_backend if cell in ("min_gru", "min_lstm") else every_backend - {"log"}
+        assert {backend for name, backend in rows if name == cell} == expected, (cell, rows)
+    for (cell, backend), differences in rows.items():
+        tolerance = LOG_SCAN_TOLERANCE if backend == "log" else SCAN_TOLERANCE
+        assert max(differences) < tolerance, (cell, backend, differences)
+    carried = re.search(r"max \|logits carried state - logits parallel scan\| = (\S+);", printed)
+    assert carried and float(carried.group(1)) < 1e-4, printed
