@@ -41,7 +41,8 @@ class TrainedRun:
 
 def load_run(workdir, which="best"):
     """The ``best`` (or ``latest``) checkpoint of the run in ``workdir``, with its tokenizer and
-    model."""
+    model. Damaged checkpoint files are an :class:`~seqjax.errors.UnreadableCheckpointError`
+    that names the fix (for a damaged best checkpoint: the latest one)."""
     workdir = Path(workdir)
     if not (workdir / "config.json").exists() or not (workdir / "tokenizer.json").exists():
         raise CheckpointMismatchError(
@@ -54,7 +55,9 @@ def load_run(workdir, which="best"):
     tokens = jnp.zeros((1, 1), jnp.int32)
     target = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, model.initial_carry(1))
     with RunCheckpoints(workdir / "checkpoints") as checkpoints:
-        params, record = checkpoints.restore_best(target["params"], which)
+        params, record = checkpoints.restore_best(
+            target["params"], which,
+            use_latest=f"python -m experiments.sample --workdir={workdir} --checkpoint=latest")
     return TrainedRun(config, tokenizer, model, params, record)
 
 

@@ -18,6 +18,26 @@ def damage_checkpoint(step_folder):
         data_file.write_bytes(b"junk")
 
 
+DAMAGE_KINDS = ("truncated", "junk", "emptied", "deleted")
+
+
+def damage_file(path, kind):
+    """Damage one file as a disk or a copy can: cut to half its length, overwritten with as
+    many bytes of junk, emptied, or deleted."""
+    path = Path(path)
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "junk":
+        path.write_bytes(bytes((7 * i + 201) % 256 for i in range(len(data))))
+    elif kind == "emptied":
+        path.write_bytes(b"")
+    elif kind == "deleted":
+        path.unlink()
+    else:
+        raise ValueError(f"unknown kind of damage {kind!r}: one of {DAMAGE_KINDS}")
+
+
 def write_corpus(folder, text=TEXT):
     path = folder / "corpus.txt"
     path.write_text(text)

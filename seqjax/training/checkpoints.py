@@ -5,19 +5,26 @@ optimizer state, recurrent carry) plus a JSON record (step, best validation loss
 rerun resumes exactly; the last two are kept. ``best/STEP`` holds the params with the lowest
 validation loss, which sampling loads. Saves are synchronous and atomic (orbax writes to a
 temporary folder and renames it), so a run killed at any point leaves the previous checkpoint
-intact. A checkpoint that cannot be read (a damaged disk, a file cut short by a copy) is moved
-to ``checkpoints/unreadable/`` with a warning, and the run resumes from the one before it.
+intact. A checkpoint whose files are damaged (cut short, overwritten with junk, emptied or
+deleted) is moved to ``checkpoints/unreadable/`` with a warning, and the run resumes from the one
+before it; a reader (sampling) stops with one line naming the fix. What counts as damage is
+decided from the types of the whole exception chain (:func:`read_failure`), never from the top
+message alone; any other failure to read (out of memory, a failing disk or network file system)
+is raised as it is, so that a good checkpoint is never set aside.
 
 Arrays are restored onto the shardings of the target state's arrays, so a run written on one
 mesh (N devices, P processes) resumes on another.
 """
 
+import errno
 import gc
+import inspect
 import json
 import logging
+import re
 import shutil
+import sys
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import jax
@@ -27,9 +34,22 @@ from jax.experimental import multihost_utils
 from seqjax.errors import CheckpointMismatchError, UnreadableCheckpointError
 
 UNFINISHED_SAVE = ".orbax-checkpoint-tmp"  # orbax saves to STEP + this, then renames it
-# What tensorstore and orbax say about damaged or missing checkpoint files.
-DAMAGE_SIGNS = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "Error reading", "Error opening",
-                "was not found in the checkpoint", "Expecting value")
+# tensorstore's Python binding raises ValueError for every absl::Status and keeps the status
+# only in the message: the code as its prefix, the payloads as suffixes ("[os_error_code='5']")
+# (python/tensorstore/status.cc). The prefix is dropped for INVALID_ARGUMENT and UNIMPLEMENTED,
+# whose exception types imply them.
+STATUS_CODES = ("CANCELLED", "UNKNOWN", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+                "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+                "OUT_OF_RANGE", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+TENSORSTORE_STATUS = re.compile(rf"^({'|'.join(STATUS_CODES)}): ")
+OS_ERROR_CODE = re.compile(r"\[os_error_code='(\d+)'\]")
+# Bytes that are not what the checkpoint's index says: a file cut short or emptied
+# (OUT_OF_RANGE; DATA_LOSS for a manifest), overwritten (DATA_LOSS, or FAILED_PRECONDITION from
+# the decompressor), deleted (NOT_FOUND, or FAILED_PRECONDITION: a data file read as empty).
+# With an OS error code, only ENOENT (deleted) is damage: any other is the disk or the file
+# system failing (EIO is UNKNOWN, ESTALE ABORTED, ENOTCONN FAILED_PRECONDITION).
+DAMAGE_CODES = ("DATA_LOSS", "OUT_OF_RANGE", "NOT_FOUND", "FAILED_PRECONDITION")
+DAMAGE, OUTAGE = "damage", "outage"
 
 
 class UnreadableCheckpointWarning(UserWarning):
@@ -50,11 +70,52 @@ def _manager(directory, max_to_keep, writer):
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
+def _chain(error):
+    """``error`` and every exception behind it: its ``__cause__`` and ``__context__`` chains
+    and the members of exception groups, each once."""
+    seen, pending = set(), [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend((current.__cause__, current.__context__))
+
+
+def _kind_of_one(error):
+    """:data:`DAMAGE`, :data:`OUTAGE` or ``None`` (says nothing, e.g. orbax's bare
+    ``Exception`` that wraps tensorstore's) for one exception, by its type."""
+    if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError, FileNotFoundError)):
+        return DAMAGE  # a JSON file cut short, emptied or junk; a file deleted
+    if isinstance(error, (MemoryError, OSError)):
+        return OUTAGE  # out of memory; EIO, ESTALE, EACCES...: the system, not the bytes
+    status = TENSORSTORE_STATUS.match(str(error)) if type(error) is ValueError else None
+    if status is None:
+        return None
+    os_error = OS_ERROR_CODE.search(str(error))
+    if os_error is not None and int(os_error.group(1)) != errno.ENOENT:
+        return OUTAGE
+    return DAMAGE if status.group(1) in DAMAGE_CODES else OUTAGE
+
+
+def read_failure(error):
+    """Why reading a checkpoint failed: :data:`DAMAGE` (its files are cut short, junk, empty or
+    missing), :data:`OUTAGE` (the system failed: out of memory, an I/O error, a network file
+    system gone) or ``None`` (neither: a bug or a mismatch, raised as it is).
+
+    Every exception of the chain (causes, contexts, exception groups) is classified by its type
+    (tensorstore's by its status code, the only form in which it exposes one); one outage
+    anywhere makes the whole failure an outage, so that a good checkpoint is never set aside.
+    """
+    kinds = {_kind_of_one(cause) for cause in _chain(error)}
+    return OUTAGE if OUTAGE in kinds else DAMAGE if DAMAGE in kinds else None
+
+
 def _is_damage(error):
-    """Whether a restore failed on damaged or missing files (not on a mismatch or an outage)."""
-    if isinstance(error, (json.JSONDecodeError, FileNotFoundError)):
-        return True
-    return any(sign in str(error) for sign in DAMAGE_SIGNS)
+    return read_failure(error) == DAMAGE
 
 
 class _SiblingReadFailures(logging.Filter):
@@ -74,12 +135,31 @@ class _SiblingReadFailures(logging.Filter):
 _SIBLING_READ_FAILURES = _SiblingReadFailures()
 
 
+class _AbandonedSiblingReads:
+    """A ``sys.unraisablehook`` that drops the sibling reads of a damaged checkpoint when their
+    coroutines are collected: orbax's read coroutine turns whatever ends it into an
+    ``Exception`` raised from it, the damage itself or, for a read still pending when the
+    restore failed, the ``GeneratorExit`` that closes it. Anything else goes on to ``hook``."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    def __call__(self, unraisable):
+        error = unraisable.exc_value
+        abandoned = inspect.iscoroutine(unraisable.object) and error is not None and (
+            _is_damage(error) or any(isinstance(cause, GeneratorExit) for cause in _chain(error)))
+        if not abandoned:
+            self.hook(unraisable)
+
+
 def _quiet_sibling_read_failures():
-    """After a damaged read: keep its sibling reads' failures out of the log (now and when
-    their tasks are collected later)."""
+    """After a damaged read: keep its sibling reads' failures out of the log and off stderr
+    (now and when their tasks and coroutines are collected later)."""
     asyncio_log = logging.getLogger("asyncio")
     if _SIBLING_READ_FAILURES not in asyncio_log.filters:
         asyncio_log.addFilter(_SIBLING_READ_FAILURES)
+    if not isinstance(sys.unraisablehook, _AbandonedSiblingReads):
+        sys.unraisablehook = _AbandonedSiblingReads(sys.unraisablehook)
     gc.collect()
 
 
@@ -87,19 +167,39 @@ def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-def _layout(leaves):
-    return Counter((tuple(leaf.shape), str(leaf.dtype)) for leaf in leaves)
+def _arrays(tree):
+    """``{path: (shape, dtype)}`` of a tree's arrays, the path as a tuple of key names."""
+    def name(key):  # a dict key, a sequence index or an attribute: what orbax writes
+        return str(next((getattr(key, f) for f in ("key", "idx", "name") if hasattr(key, f)), key))
+
+    leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
+    return {tuple(map(name, path)): (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in leaves}
 
 
-def _fits(step_directory, target):
-    """Whether the stored arrays include the target's shapes and dtypes (None: unreadable)."""
+def _stored_arrays(state_directory):
+    """``(arrays, failure)``: the stored arrays (:func:`_arrays`) from the checkpoint's metadata,
+    or ``None`` and why the metadata cannot be read (:func:`read_failure`; a missing metadata
+    file is damage). Read by orbax's handler itself: its ``Checkpointer.metadata`` hides why."""
+    handler = ocp.StandardCheckpointHandler()
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            stored = checkpointer.metadata(step_directory / "state").item_metadata.tree
-    except Exception:  # noqa: BLE001 - any failure to read the metadata means damaged files
-        return None
-    stored_leaves = jax.tree.leaves(stored, is_leaf=lambda x: hasattr(x, "shape"))
-    return not _layout(jax.tree.leaves(target)) - _layout(stored_leaves)
+        return _arrays(handler.metadata(state_directory).tree), None
+    except Exception as error:  # noqa: BLE001 - classified by the caller
+        return None, read_failure(error)
+    finally:
+        handler.close()
+
+
+def _fits(stored, target):
+    """Whether the stored arrays include every array of ``target`` (path, shape and dtype)."""
+    return all(stored.get(path) == layout for path, layout in _arrays(target).items())
+
+
+def _reason(error):
+    """The first line of the first exception in ``error``'s chain that shows damage (else of
+    ``error``), without tensorstore's spec payload: what the warning or error line quotes."""
+    shown = next((cause for cause in _chain(error) if _kind_of_one(cause) == DAMAGE), error)
+    line = (str(shown).splitlines() or [type(shown).__name__])[0]
+    return line.split(" [tensorstore_spec")[0][:200]
 
 
 def _fields(state):
@@ -123,15 +223,20 @@ def _restore(manager, step, target, what, part=False):
             step, args=ocp.args.Composite(state=state, record=ocp.args.JsonRestore())
         )
     except Exception as error:  # noqa: BLE001 - orbax and tensorstore raise many kinds
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        failure, reason = read_failure(error), _reason(error)
         directory = Path(manager.directory) / str(step)
-        if "structure" in reason or _fits(directory, target) is False:
+        if failure == OUTAGE:
+            raise  # e.g. out of memory, or a network file system that failed: not the files
+        stored, metadata_failure = _stored_arrays(directory / "state")
+        if stored is not None and not _fits(stored, abstract):
             raise CheckpointMismatchError(
                 f"the {what} checkpoint at step {step} in {manager.directory} does not fit this "
                 f"model ({reason}); use a fresh --workdir or the run's own config"
             ) from None
-        if not _is_damage(error):
-            raise  # e.g. out of memory, or a network file system that failed: not the files
+        if DAMAGE not in (failure, metadata_failure) or metadata_failure == OUTAGE:
+            raise  # neither damage nor a mismatch (a bug), or the metadata read hit an outage
+        if failure != DAMAGE:  # e.g. orbax's guess of the tree without its metadata file
+            reason = "the metadata of its arrays is missing or damaged"
         _quiet_sibling_read_failures()
         raise UnreadableCheckpointError(
             f"the {what} checkpoint {directory} cannot be read ({reason})"
@@ -231,9 +336,11 @@ class RunCheckpoints:
             return None
         return target_state.replace(**restored.state), dict(restored.record)
 
-    def restore_best(self, target_params, which="best"):
+    def restore_best(self, target_params, which="best", use_latest="--checkpoint=latest"):
         """``(params, record)`` of the ``best`` checkpoint (lowest validation loss; the latest
-        if none was evaluated) or, with ``which="latest"``, of the latest one."""
+        if none was evaluated) or, with ``which="latest"``, of the latest one. A damaged best
+        checkpoint is an :class:`UnreadableCheckpointError` whose fix is ``use_latest`` (how the
+        caller asks for the latest one)."""
         manager = self.best if which == "best" and self.best.latest_step() is not None else self.latest
         step = manager.latest_step()
         if step is None:
@@ -249,6 +356,7 @@ class RunCheckpoints:
             restored = _restore(manager, step, target_params, what)
             return restored.state, dict(restored.record)
         except UnreadableCheckpointError as error:
-            fix = ("load the latest one instead (--checkpoint=latest)" if what == "best"
-                   else "retrain, or restore the folder from a backup")
+            fix = (f"load the latest one instead ({use_latest})" if what == "best"
+                   else "rerun the training command, which sets it aside and resumes from the "
+                        "one before, or restore the folder from a backup")
             raise UnreadableCheckpointError(f"{error}: {fix}") from None

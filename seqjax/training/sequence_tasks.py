@@ -118,9 +118,10 @@ class SequenceTask:
         return {f"val_{name}": float(host_value(value)) for name, value in metrics.items()}
 
 
-def load_task_run(workdir):
+def load_task_run(workdir, which="best"):
     """``(config, task, model, params)`` of a task run: its ``config.json`` and the params of
-    its best checkpoint (lowest ``val_loss``), ready for ``model.apply`` or decoding."""
+    its best checkpoint (lowest ``val_loss``; ``which="latest"``: the last one saved), ready
+    for ``model.apply`` or decoding."""
     path = Path(workdir) / "config.json"
     if not path.exists():
         raise CheckpointMismatchError(f"{workdir} holds no task run (no config.json): train first")
@@ -128,5 +129,6 @@ def load_task_run(workdir):
     training = SequenceTask(config)
     target = jax.eval_shape(training.init_params, jax.random.PRNGKey(0))
     with RunCheckpoints(Path(workdir) / "checkpoints") as checkpoints:
-        params, _ = checkpoints.restore_best(target)
+        params, _ = checkpoints.restore_best(target, which,
+                                             use_latest='load_task_run(workdir, which="latest")')
     return config, training.task, training.model, params
