@@ -1,5 +1,5 @@
-"""Character language models of every family at matched parameters and tokens: the README's
-table of the recurrences linear in the state beside the LSTM, the GRU and the Transformer.
+"""Character language models of every family at matched parameters and tokens: the recurrences
+linear in the state beside the LSTM, the GRU and the Transformer (docs/parallel_recurrences.md).
 
     python -m experiments.char_lm_table --workdir=runs/char_lm_table [--budget=cpu]
 
