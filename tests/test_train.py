@@ -134,14 +134,15 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, corpus, mo
 
 
 def test_rerunning_a_finished_run_changes_nothing_and_longer_runs_continue(tmp_path, corpus):
-    # Also when the saved config predates a key added since (model.dtype).
+    # Also when the saved config predates keys added since (model.dtype, scan, block).
     config = tiny_config(corpus, "gru")
     train_and_evaluate(config, tmp_path / "run")
     before = read_metrics(tmp_path / "run")
     assert train_and_evaluate(config, tmp_path / "run") == before[-1]
     assert read_metrics(tmp_path / "run") == before
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    del saved["model"]["dtype"]  # as runs saved before model.dtype existed
+    for key in ("dtype", "scan", "block"):  # as runs saved before these keys existed
+        del saved["model"][key]
     (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
     config.num_steps = 16
     train_and_evaluate(config, tmp_path / "run")

@@ -90,7 +90,8 @@ def disk_full_as_message(workdir, what):
 
 # Identity keys added after runs were first saved, with the value those runs used: a saved
 # config.json without one still matches a config that states the old value.
-ADDED_LATER = {"model": {"dtype": DEFAULT_COMPUTE_DTYPE, "attention_impl": DEFAULT_IMPLEMENTATION}}
+ADDED_LATER = {"model": {"dtype": DEFAULT_COMPUTE_DTYPE, "attention_impl": DEFAULT_IMPLEMENTATION,
+                         "scan": "auto", "block": "none"}}
 
 
 def _with_later_defaults(section, key):
