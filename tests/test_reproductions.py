@@ -18,7 +18,7 @@ import pytest
 
 from experiments.reproductions.command import claim_workdir, module_name, reproduce
 from experiments.reproductions.replot import replot
-from seqjax.errors import ConfigError
+from seqjax.errors import ConfigError, TrainingDivergedError
 from seqjax.evaluation import binned_losses
 
 REPO = Path(__file__).parents[1]
@@ -35,17 +35,98 @@ def run_tiny(name, workdir):
     return report["results"]
 
 
-def test_gated_vs_plain_matches_parameter_counts(tmp_path):
-    results = run_tiny("gated_vs_plain", tmp_path)
-    counts = [results[cell]["parameters"] for cell in ("elman", "gru", "lstm")]
+def test_gated_vs_plain_sweeps_learning_rates_and_seeds(tmp_path):
+    from experiments.reproductions.gated_vs_plain import BUDGETS, CELLS, compare
+
+    settings, results = BUDGETS["tiny"], run_tiny("gated_vs_plain", tmp_path)
+    cells = results["cells"]
+    counts = [cells[cell]["parameters"] for cell in CELLS]
     assert max(counts) / min(counts) < 1.05
     assert results["ngram_floor"]["val_loss"] > 0 and len(results["ngram_floor"]["table"]) == 6
+    grid = [f"{rate:g}" for rate in settings["learning_rates"]]
+    seeds = [str(seed) for seed in settings["seeds"]]
+    assert len(grid) >= 2 and len(seeds) >= 2
+    for budget in ("cpu", "gpu"):  # the protocol: >= 3 rates, >= 3 seeds, eval <= 250
+        assert len(BUDGETS[budget]["learning_rates"]) >= 3 and len(BUDGETS[budget]["seeds"]) >= 3
+        assert BUDGETS[budget]["eval_every"] <= 250
+    for cell in CELLS:
+        sweep = cells[cell]["by_learning_rate"]
+        assert list(sweep) == grid
+        for row in sweep.values():
+            assert list(row["by_seed"]) == seeds
+            bests, finals = [], []
+            for run in row["by_seed"].values():  # every eval_every steps, and at the end
+                steps, losses = zip(*run["curve"])
+                assert list(steps) == list(range(settings["eval_every"], settings["num_steps"] + 1,
+                                                 settings["eval_every"]))
+                assert run["best_val_loss"] == min(losses) and run["final_val_loss"] == losses[-1]
+                assert run["best_step"] == steps[losses.index(min(losses))]
+                bests.append(min(losses))
+                finals.append(losses[-1])
+            for metric, values in (("best_val_loss", bests), ("final_val_loss", finals)):
+                stats = row[metric]
+                assert stats["n"] == len(seeds) and stats["min"] == min(values)
+                assert stats["mean"] == pytest.approx(np.mean(values))
+                assert stats["std"] == pytest.approx(np.std(values, ddof=1))
+        means = {rate: row["best_val_loss"]["mean"] for rate, row in sweep.items()}
+        assert cells[cell]["chosen_learning_rate"] == min(means, key=means.get)
+    for metric in ("best_val_loss", "final_val_loss"):
+        chosen = {cell: cells[cell]["by_learning_rate"][cells[cell]["chosen_learning_rate"]][metric]
+                  for cell in CELLS}
+        verdict = results[f"by_{metric}"]
+        assert verdict["ranking"] == sorted(CELLS, key=lambda cell: chosen[cell]["mean"])
+        assert verdict["gated_beats_tanh_rnn_beyond_spread"] == {
+            cell: chosen[cell]["max"] < chosen["elman"]["min"] for cell in ("gru", "lstm")}
+        assert verdict == compare(results, metric)
+    redrawn = replot(tmp_path / "gated_vs_plain.json", tmp_path / "redrawn.png")
+    assert Path(redrawn).stat().st_size > 10_000
+    older = replot(REPO / "docs" / "figures" / "gated_vs_plain_h200.json", tmp_path / "h200.png")
+    assert Path(older).stat().st_size > 10_000  # the report from before the sweep still draws
+
+
+def test_gated_vs_plain_verdict_needs_separated_seed_ranges():
+    from experiments.reproductions.gated_vs_plain import compare
+
+    def results(ranges):
+        cells = {cell: {"chosen_learning_rate": "0.01", "by_learning_rate": {"0.01": {
+            "best_val_loss": {"mean": sum(r) / 2, "min": r[0], "max": r[1], "n": 3}}}}
+            for cell, r in ranges.items()}
+        return {"cells": cells}
+
+    separated = compare(results({"elman": (1.60, 1.62), "gru": (1.50, 1.52),
+                                 "lstm": (1.51, 1.53)}), "best_val_loss")
+    assert separated["holds"] and separated["ranking"] == ["gru", "lstm", "elman"]
+    overlapping = compare(results({"elman": (1.60, 1.62), "gru": (1.50, 1.61),
+                                   "lstm": (1.51, 1.53)}), "best_val_loss")
+    assert overlapping["gated_beats_tanh_rnn_beyond_spread"] == {"gru": False, "lstm": True}
+    assert not overlapping["holds"]
+    apart = compare(results({"elman": (1.60, 1.62), "gru": (1.40, 1.41),
+                             "lstm": (1.51, 1.53)}), "best_val_loss")
+    assert not apart["gru_and_lstm_ranges_overlap"] and not apart["holds"]
+
+
+def test_gated_vs_plain_keeps_a_diverged_runs_evaluations(tmp_path, monkeypatch):
+    from experiments.reproductions import gated_vs_plain
+
+    records = [{"step": 2, "train_loss": 3.0, "val_loss": 2.5}, {"step": 4, "val_loss": 2.4},
+               {"step": 6, "train_loss": 9.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def diverges(config, run_dir):
+        raise TrainingDivergedError("training diverged at step 6")
+
+    monkeypatch.setattr(gated_vs_plain.lm, "train_lm", diverges)
+    run = gated_vs_plain.train_run(None, tmp_path)
+    assert run == {"curve": [(2, 2.5), (4, 2.4)], "best_val_loss": 2.4, "best_step": 4,
+                   "final_val_loss": None, "diverged": True}
+    assert gated_vs_plain.spread([run["final_val_loss"], 2.0, 3.0]) == {
+        "mean": 2.5, "std": pytest.approx(0.5 ** 0.5), "min": 2.0, "max": 3.0, "n": 2}
 
 
 def test_long_context_study_and_replot(tmp_path):
     results = run_tiny("long_context", tmp_path)
     labels = list(results["runs"])
-    assert [r["family"] for r in results["runs"].values()] == ["transformer", "lstm", "gru"]
+    assert [r["family"] for r in results["runs"].values()] == ["transformer", "lstm", "gru", "rg_lru"]
     counts = [r["non_embedding_parameters"] for r in results["runs"].values()]
     assert max(counts) / min(counts) < 1.1  # matched within 10%
     curves = dict(np.load(tmp_path / "window_losses.npz"))
