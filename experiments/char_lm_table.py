@@ -37,9 +37,13 @@ BUDGETS = {
             "eval_every": 500, "eval_batches": 0, "embed_size": 64, "transformer": [4, 96],
             "learning_rate": 3e-3},
 }
-flags.DEFINE_string("workdir", "runs/char_lm_table", "Root folder of the runs, one per model.")
-flags.DEFINE_enum("budget", "cpu", list(BUDGETS), "Size of every run.")
-flags.DEFINE_list("kinds", list(KINDS), "Model kinds to train.")
+
+
+def define_flags():
+    """The command's flags (defined when it runs, so importing the module defines none)."""
+    flags.DEFINE_string("workdir", "runs/char_lm_table", "Root folder of the runs, one per model.")
+    flags.DEFINE_enum("budget", "cpu", list(BUDGETS), "Size of every run.")
+    flags.DEFINE_list("kinds", list(KINDS), "Model kinds to train.")
 
 
 def model_sections(settings, vocab_size, kinds=KINDS):
@@ -117,4 +121,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=flags_parser("char_lm_table"))

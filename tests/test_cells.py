@@ -123,7 +123,7 @@ def test_step_is_vmappable_over_a_batch(rng):
 
 def test_get_cell_names_the_choices():
     assert get_cell("lstm") is lstm
-    with pytest.raises(ValueError, match="elman, gru, lstm"):
+    with pytest.raises(ValueError, match="elman, gru, lru, lstm, min_gru, min_lstm, rg_lru"):
         get_cell("transformer")
 
 
