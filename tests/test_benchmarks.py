@@ -11,7 +11,8 @@ import jax
 import pytest
 
 from experiments.benchmarks import (
-    compile_time, decode_speed, gpu_target, recurrent, recurrent_contenders, transformer,
+    compile_time, decode_speed, gpu_target, parallel_scan, recurrent, recurrent_contenders,
+    transformer,
 )
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
@@ -132,13 +133,17 @@ def test_quick_decode_benchmark_slides_a_ring_buffer_against_nanogpts_crop(tmp_p
     out = tmp_path / "decode.json"
     jax.devices()  # start JAX's backend, whichever test ran before
     report = decode_speed.main(["--quick", "--context-length", "8", "--num-tokens", "20",
-                                "--positional", "rotary", "--out", str(out)])
+                                "--positional", "rotary", "--recurrent", "min_gru",
+                                "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     settings = report["settings"]
     assert settings["malloc_keeps_freed_memory"] is False
     assert settings["refill_length"] is None and settings["uncached_refill_length"] == 7
     (row,) = report["rows"]
     assert row["num_tokens"] == 20 and row["results"]["cached"]["tokens_per_s"] > 0
+    assert row["results"]["min_gru"]["tokens_per_s"] > 0  # the recurrent model beside it
+    matched = settings["recurrent"]["min_gru"]["non_embedding_parameters"]
+    assert abs(matched / settings["transformer_non_embedding_parameters"] - 1) < 0.05
 
 
 def test_unknown_transformer_size_is_a_clear_error(tmp_path):
@@ -305,3 +310,30 @@ def test_compile_time_names_what_a_model_is_when_it_is_not_one():
         compile_time.parse_args(["--models", "gpt2:tiny"])
     with pytest.raises(SystemExit):
         compile_time.parse_args(["--models", "lstm:2x3"])
+
+
+def test_quick_parallel_scan_benchmark_writes_every_row_with_its_memory(tmp_path, capsys):
+    out, figure = tmp_path / "parallel_scan.json", tmp_path / "parallel_scan.png"
+    parallel_scan.main(["--quick", "--lengths", "4", "--cells", "min_gru",
+                        "--backends", "sequential,auto", "--references", "gru,transformer",
+                        "--transformer-max-length", "2", "--default-malloc",
+                        "--out", str(out), "--figure", str(figure)])
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["environment"]["versions"]["jax"]
+    assert report["environment"]["processor"] and "command" in report["settings"]
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == ["min_gru/sequential", "min_gru/auto", "gru/fused", "transformer/matched"]
+    assert "O(T^2)" in rows["transformer/matched"]["skipped"]
+    assert "results" not in rows["transformer/matched"]
+    for name in ("min_gru/sequential", "min_gru/auto", "gru/fused"):
+        row = rows[name]
+        assert row["length"] == 4 and row["tokens"] == row["batch"] * 4 and row["parameters"] > 0
+        assert 0 < row["results"]["per_token_s"] <= row["results"]["median_s"]
+        assert row["results"]["q1_s"] <= row["results"]["median_s"] <= row["results"]["q3_s"]
+        memory = row["memory"]
+        assert memory["peak_bytes"] >= memory["argument"] > 0 and memory["temp"] >= 0
+    auto = rows["min_gru/auto"]
+    assert auto["resolved_backend"] in ("sequential", "associative", "chunked")
+    assert rows["gru/fused"]["ratio_vs_fused_gru"] == 1.0
+    assert figure.stat().st_size > 0
+    assert "| min_gru/auto | 8 |" in capsys.readouterr().out
