@@ -61,7 +61,6 @@ from seqjax.recurrent import linear_scan
 from seqjax.recurrent.cells import LINEAR_CELLS, get_cell
 from seqjax.recurrent.layers import Recurrent
 
-LOG_SPACE_CELLS = ("min_gru", "min_lstm")  # positive coefficients: the "log" back-end runs them
 FUSED_CELLS = ("gru", "lstm")
 REFERENCES = (*FUSED_CELLS, "transformer")
 TRANSFORMER_HEADS = 4
@@ -72,9 +71,9 @@ REFERENCE = "gru/fused"  # the ratios' denominator: the fused GRU at equal state
 
 
 def backends_of(cell):
-    """The back-ends ``cell`` runs on, then ``auto``."""
+    """The back-ends ``cell`` runs on (``log`` where its coefficients are positive), then ``auto``."""
     backends = ["sequential", "associative", "chunked"]
-    if cell in LOG_SPACE_CELLS:
+    if hasattr(get_cell(cell), "log_coefficients"):
         backends.append("log")
     return backends + ["auto"]
 
