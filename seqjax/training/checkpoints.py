@@ -139,15 +139,18 @@ class _AbandonedSiblingReads:
     """A ``sys.unraisablehook`` that drops the sibling reads of a damaged checkpoint when their
     coroutines are collected: orbax's read coroutine turns whatever ends it into an
     ``Exception`` raised from it, the damage itself or, for a read still pending when the
-    restore failed, the ``GeneratorExit`` that closes it. Anything else goes on to ``hook``."""
+    restore failed, the ``GeneratorExit`` that closes it. Whatever is not a coroutine's goes on
+    to ``hook``."""
 
     def __init__(self, hook):
         self.hook = hook
 
     def __call__(self, unraisable):
+        # Installed only after a damaged read was reported: an abandoned read coroutine's error
+        # is then that read's sibling failing (on the damage, on GeneratorExit, or on the event
+        # loop orbax closed), whatever its message says.
         error = unraisable.exc_value
-        abandoned = inspect.iscoroutine(unraisable.object) and error is not None and (
-            _is_damage(error) or any(isinstance(cause, GeneratorExit) for cause in _chain(error)))
+        abandoned = inspect.iscoroutine(unraisable.object) and error is not None
         if not abandoned:
             self.hook(unraisable)
 
