@@ -41,6 +41,7 @@ CELLS = [
     from environment variables so that `tests/test_notebooks.py` can run the whole notebook on
     a tiny budget; the defaults take a few minutes on 2 CPU cores.
     """),
+    notebook_format.CHECKOUT_CELL,
     ("code", r"""
     import os
     import tempfile
