@@ -1,8 +1,9 @@
-"""Writes ``01_char_language_model.ipynb`` next to this file, outputs stripped.
+"""Writes ``01_char_language_model.ipynb`` next to this file, without outputs.
 
 The notebook's cells live here as plain text, so a change to the notebook is a readable diff
-of this file; ``tests/test_notebooks.py`` checks the committed ``.ipynb`` is this script's
-output. Run ``python notebooks/build_01_char_language_model.py`` after editing a cell.
+of this file; ``tests/test_notebooks.py`` checks the committed cells are this script's
+output. After editing a cell run ``python notebooks/build_01_char_language_model.py``, then
+``python notebooks/execute_notebook.py`` on the notebook to fill in its outputs.
 """
 
 from pathlib import Path

@@ -1,8 +1,9 @@
-"""Writes ``05_long_context.ipynb`` next to this file, outputs stripped.
+"""Writes ``05_long_context.ipynb`` next to this file, without outputs.
 
 The notebook's cells live here as plain text, so a change to the notebook is a readable diff
-of this file; ``tests/test_notebooks.py`` checks the committed ``.ipynb`` is this script's
-output. Run ``python notebooks/build_05_long_context.py`` after editing a cell.
+of this file; ``tests/test_notebooks.py`` checks the committed cells are this script's
+output. After editing a cell run ``python notebooks/build_05_long_context.py``, then
+``python notebooks/execute_notebook.py`` on the notebook to fill in its outputs.
 """
 
 from pathlib import Path

@@ -3,6 +3,8 @@
 Each ``notebooks/*.ipynb`` is executed in a fresh ``python3`` kernel by ``nbclient`` with small
 sizes set through ``SEQJAX_NOTEBOOK_*`` environment variables (the notebooks' first code
 cell reads them). A notebook that trains prints ``loss: first X -> last Y``; the loss must fall.
+The committed notebooks carry the outputs of a run at their documented budget
+(``notebooks/execute_notebook.py``), and their cell sources are their builders' output.
 """
 
 import importlib.util
@@ -103,26 +105,44 @@ def test_there_are_notebooks():
     assert "01_char_language_model.ipynb" in [path.name for path in NOTEBOOKS]
 
 
+@pytest.fixture(scope="module")
+def notebook_format():
+    """``notebooks/notebook_format.py``: the builders' shared helpers."""
+    spec = importlib.util.spec_from_file_location("notebook_format",
+                                                  NOTEBOOKS_DIR / "notebook_format.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
-def test_committed_notebook_has_no_outputs(path):
+def test_committed_notebook_shows_its_outputs(path, notebook_format):
+    """Committed executed top to bottom in one kernel, with no error, stating its run time."""
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, (
-                f"{path.name} has outputs: commit it stripped (rebuild it, or "
-                "`jupyter nbconvert --clear-output --inplace`)")
+    redo = f"run `python notebooks/execute_notebook.py notebooks/{path.name}`"
+    assert notebook_format.run_stamp(notebook), f"{path.name} states no run time: {redo}"
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code_cells] == list(
+        range(1, len(code_cells) + 1)), f"{path.name} was not run top to bottom once: {redo}"
+    outputs = [output for cell in code_cells for output in cell.outputs]
+    assert not [output for output in outputs if output.output_type == "error"], redo
+    assert any(output.output_type == "stream" for output in outputs), redo
+    assert _shows_a_png(notebook), f"{path.name} shows no figure: {redo}"
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda path: path.name)
-def test_committed_notebook_is_its_builders_output(builder, monkeypatch):
+def test_committed_notebook_is_its_builders_output(builder, notebook_format, monkeypatch):
     monkeypatch.syspath_prepend(str(NOTEBOOKS_DIR))  # the builders import notebook_format.py
     spec = importlib.util.spec_from_file_location(builder.stem, builder)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.NOTEBOOK_PATH.read_text(encoding="utf-8") == module.notebook_text(), (
-        f"{module.NOTEBOOK_PATH.name} differs from what {builder.name} writes: edit the builder, "
-        f"then run `python notebooks/{builder.name}`")
+    committed = nbformat.read(module.NOTEBOOK_PATH, as_version=4)
+    built = notebook_format.build_notebook(module.CELLS)
+    assert notebook_format.cell_sources(committed) == notebook_format.cell_sources(built), (
+        f"{module.NOTEBOOK_PATH.name}'s cells differ from what {builder.name} writes: edit the "
+        f"builder, run `python notebooks/{builder.name}`, then "
+        f"`python notebooks/execute_notebook.py notebooks/{module.NOTEBOOK_PATH.name}`")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
