@@ -1,13 +1,15 @@
 """The token streams of a language-modeling run: corpus -> split -> tokenizer -> token ids.
 
-Two kinds of corpus:
+Two kinds of corpus, both tokenized once into memory-mapped token files that later runs and
+resumes open without reading the text again (:mod:`seqjax.data.token_cache`):
 
-- one text (a named corpus or a text file): split at 90% of its characters, the tokenizer
-  built once (characters of the whole corpus, so the validation split has no unknown
-  symbols; word and BPE vocabularies from the training split), the splits encoded in memory;
+- one text (a named corpus or a text file of any size): split at 90% of its characters and
+  read in pieces (:mod:`seqjax.data.text_corpus`);
 - a folder of files (a folder path, or ``"python_stdlib_full"``): split by file
-  (:mod:`seqjax.data.file_corpus`), tokenized once into memory-mapped token files that later
-  runs and resumes open without tokenizing again (:mod:`seqjax.data.token_cache`).
+  (:mod:`seqjax.data.file_corpus`).
+
+The tokenizer is built once per corpus: a character vocabulary from the whole corpus (so the
+validation split has no unknown symbol), word and BPE vocabularies from the training split.
 
 The tokenizer is saved in the workdir; a resumed run and the sampling command load it from there.
 """
@@ -17,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from seqjax.data import build_tokenizer, load_corpus, load_tokenizer, split_train_val
+from seqjax.data import load_tokenizer
 from seqjax.data.errors import CorpusError
 from seqjax.data.file_corpus import file_corpus
+from seqjax.data.text_corpus import text_corpus
 from seqjax.data.token_cache import cached_token_splits, cached_tokenizer
 
 
 @dataclass(frozen=True)
 class LanguageData:
     tokenizer: object
-    train_tokens: np.ndarray  # [N_train] integer ids (a read-only memory map for a file corpus)
+    train_tokens: np.ndarray  # [N_train] integer ids (a read-only memory map)
     val_tokens: np.ndarray  # [N_val]
 
 
@@ -39,16 +42,7 @@ def _workdir_tokenizer(workdir, build):
     return tokenizer
 
 
-def _text_corpus_data(data_config, workdir):
-    text = load_corpus(data_config.corpus)
-    train_text, val_text = split_train_val(text)
-    source = text if data_config.tokenizer == "char" else train_text
-    tokenizer = _workdir_tokenizer(workdir, lambda: build_tokenizer(
-        data_config.tokenizer, source, vocab_size=data_config.vocab_size))
-    return LanguageData(tokenizer, tokenizer.encode(train_text), tokenizer.encode(val_text))
-
-
-def _file_corpus_data(corpus, data_config, workdir):
+def _cached_corpus_data(corpus, data_config, workdir):
     splits = corpus.split()
     tokenizer = _workdir_tokenizer(workdir, lambda: cached_tokenizer(
         corpus, splits[0], data_config.tokenizer, data_config.vocab_size))
@@ -57,11 +51,8 @@ def _file_corpus_data(corpus, data_config, workdir):
 
 def prepare_language_data(data_config, workdir, min_tokens):
     """Load the corpus, build or load the workdir's tokenizer, encode (or open) both splits."""
-    corpus = file_corpus(data_config.corpus)
-    if corpus is None:
-        data = _text_corpus_data(data_config, workdir)
-    else:
-        data = _file_corpus_data(corpus, data_config, workdir)
+    corpus = file_corpus(data_config.corpus) or text_corpus(data_config.corpus)
+    data = _cached_corpus_data(corpus, data_config, workdir)
     for split, tokens in (("training", data.train_tokens), ("validation", data.val_tokens)):
         if len(tokens) < min_tokens:
             raise CorpusError(

@@ -1,6 +1,12 @@
 """Data layer: corpora, tokenizers and batching (all NumPy, on the host)."""
 
-from seqjax.data.batching import eval_windows, num_stream_windows, random_windows, stream_windows
+from seqjax.data.batching import (
+    eval_windows,
+    num_stream_windows,
+    random_windows,
+    stream_window_block,
+    stream_windows,
+)
 from seqjax.data.corpora import (
     CORPUS_NAMES,
     download_verified,
@@ -11,6 +17,7 @@ from seqjax.data.corpora import (
 )
 from seqjax.data.errors import CorpusError, OutOfVocabularyError
 from seqjax.data.file_corpus import FileCorpus, file_corpus, folder_corpus, python_stdlib_files
+from seqjax.data.text_corpus import TextCorpus, text_corpus
 from seqjax.data.tokenizers import (
     TOKENIZERS,
     BPETokenizer,
@@ -29,6 +36,7 @@ __all__ = [
     "FileCorpus",
     "OutOfVocabularyError",
     "TOKENIZERS",
+    "TextCorpus",
     "Tokenizer",
     "WordTokenizer",
     "build_tokenizer",
@@ -44,5 +52,7 @@ __all__ = [
     "random_windows",
     "resolve_data_dir",
     "split_train_val",
+    "stream_window_block",
     "stream_windows",
+    "text_corpus",
 ]

@@ -82,6 +82,31 @@ def stream_windows(tokens, *, batch_size, seq_len, step, rows=slice(None)):
     return inputs, targets, k == 0
 
 
+def stream_window_block(tokens, *, batch_size, seq_len, start, count, pad_to=None,
+                        rows=slice(None)):
+    """``(inputs, targets)`` int32 ``[b, pad_to, T]``: windows ``start .. start + count - 1`` of
+    :func:`stream_windows`, window ``k`` of stream ``b`` at ``[b, k - start]``.
+
+    Only ``rows`` of the ``batch_size`` streams are read (one process's share); ``pad_to``
+    windows (default ``count``) are returned, the ones past ``count`` holding inputs 0 and
+    targets -1, which weigh nothing in a masked loss.
+    """
+    tokens = _check_tokens(tokens)
+    num_windows = num_stream_windows(tokens.shape[0], batch_size, seq_len)
+    pad_to = count if pad_to is None else pad_to
+    if not (0 <= start and 1 <= count <= pad_to and start + count <= num_windows):
+        raise ValueError(f"windows {start}..{start + count - 1} (padded to {pad_to}) are not "
+                         f"within the {num_windows} windows of these streams")
+    stream_len = tokens.shape[0] // batch_size
+    streams = tokens[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]
+    block = np.asarray(streams[:, start * seq_len : (start + count) * seq_len + 1], np.int32)
+    inputs = np.zeros((len(block), pad_to, seq_len), np.int32)
+    targets = np.full((len(block), pad_to, seq_len), -1, np.int32)
+    inputs[:, :count] = block[:, :-1].reshape(len(block), count, seq_len)
+    targets[:, :count] = block[:, 1:].reshape(len(block), count, seq_len)
+    return inputs, targets
+
+
 def eval_windows(tokens, *, batch_size, seq_len, max_batches=None, drop_remainder=False):
     """List of ``(inputs, targets)`` int32 ``[B, T]`` covering ``tokens`` in order, deterministic.
 

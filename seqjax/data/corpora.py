@@ -50,11 +50,11 @@ def load_corpus(name_or_path, *, data_dir=None):
     Raises :class:`CorpusError` when the corpus cannot be found, fetched or verified, or is empty.
     """
     if name_or_path == "tiny_shakespeare":
-        text = _decode(_tiny_shakespeare_bytes(resolve_data_dir(data_dir)), name_or_path)
+        text = _decode(tiny_shakespeare_bytes(resolve_data_dir(data_dir)), name_or_path)
     elif name_or_path == "python_stdlib":
         text = python_stdlib_text()
     else:
-        text = _decode(_local_file_bytes(Path(name_or_path).expanduser()), name_or_path)
+        text = _decode(checked_text_file(Path(name_or_path).expanduser()).read_bytes(), name_or_path)
     if not text:
         raise CorpusError(f"corpus {name_or_path!r} is empty: give a text file with content")
     return text
@@ -128,7 +128,7 @@ def download_verified(url, destination, *, sha256, timeout=DOWNLOAD_TIMEOUT_S, o
     return destination
 
 
-def _tiny_shakespeare_bytes(folder):
+def tiny_shakespeare_bytes(folder):
     """Bytes of Tiny Shakespeare from ``folder``, downloading them there first if absent."""
     path = folder / TINY_SHAKESPEARE_FILE
     if not path.is_file():
@@ -150,8 +150,8 @@ def _tiny_shakespeare_bytes(folder):
     return data
 
 
-def _local_file_bytes(path):
-    """Bytes of the file at ``path``; a missing file is a :class:`CorpusError` listing the names."""
+def checked_text_file(path):
+    """``path``, when it is a file; else a :class:`CorpusError` naming what to give instead."""
     if path.is_dir():
         raise CorpusError(
             f"{str(path)!r} is a folder: read it with seqjax.data.file_corpus.folder_corpus "
@@ -162,7 +162,7 @@ def _local_file_bytes(path):
             f"UTF-8 text file, a folder of text files, or one of the corpus names "
             f"{', '.join(map(repr, CORPUS_NAMES + ('python_stdlib_full',)))}"
         )
-    return path.read_bytes()
+    return path
 
 
 def _decode(data, name):

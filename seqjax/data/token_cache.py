@@ -1,6 +1,8 @@
 """Token files: a corpus tokenized once, then memory-mapped by every run that reads it.
 
-A file corpus (:mod:`seqjax.data.file_corpus`) is tokenized file by file into two flat files
+A file corpus (:mod:`seqjax.data.file_corpus`) or one text (:mod:`seqjax.data.text_corpus`,
+whose two "files" are its training and validation parts, read in pieces) is tokenized piece by
+piece into two flat files
 of token ids, ``train.bin`` and ``val.bin`` (``uint16`` when the vocabulary has at most
 65,536 tokens, else ``uint32``), and a later run, a resume or another process opens them with
 ``np.memmap``: nothing is tokenized again, and a batch reads only the rows it needs, so a
@@ -33,7 +35,8 @@ from seqjax.data.tokenizers import TOKENIZER_FILE, build_tokenizer, load_tokeniz
 CACHE_DIR_VARIABLE = "SEQJAX_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/seqjax"
 FORMAT_VERSION = 1
-FILES_PER_BATCH = 64  # files encoded together (in parallel by BPE's encode_batch)
+FILES_PER_BATCH = 64  # texts encoded together (in parallel by BPE's encode_batch), at most
+CHARS_PER_BATCH = 2**22  # ... and about this many characters (BPE takes ~200 B/char for it)
 
 
 def resolve_cache_dir(cache_dir=None):
@@ -57,12 +60,25 @@ def _encode_files(tokenizer, texts):
     return encode_batch(texts) if encode_batch else [tokenizer.encode(t) for t in texts]
 
 
+def _batches(texts):
+    """``texts`` (an iterable) in lists of at most ``FILES_PER_BATCH`` texts or about
+    ``CHARS_PER_BATCH`` characters."""
+    batch, chars = [], 0
+    for text in texts:
+        batch.append(text)
+        chars += len(text)
+        if len(batch) == FILES_PER_BATCH or chars >= CHARS_PER_BATCH:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
 def write_token_file(path, corpus, files, tokenizer):
     """Append the ids of ``files`` (in order) to ``path``; returns how many were written."""
     dtype, count = token_dtype(tokenizer.vocab_size), 0
     with open(path, "wb") as out:
-        for start in range(0, len(files), FILES_PER_BATCH):
-            texts = list(corpus.texts(files[start: start + FILES_PER_BATCH]))
+        for texts in _batches(corpus.texts(files)):
             for ids in _encode_files(tokenizer, texts):
                 out.write(np.asarray(ids).astype(dtype).tobytes())
                 count += len(ids)
