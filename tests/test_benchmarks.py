@@ -11,8 +11,8 @@ import jax
 import pytest
 
 from experiments.benchmarks import (
-    compile_time, decode_speed, gpu_target, parallel_scan, recurrent, recurrent_contenders,
-    transformer,
+    compile_time, corpus_scale, decode_speed, evaluation, gpu_target, parallel_scan, recurrent,
+    recurrent_contenders, transformer,
 )
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
@@ -337,3 +337,34 @@ def test_quick_parallel_scan_benchmark_writes_every_row_with_its_memory(tmp_path
     assert rows["gru/fused"]["ratio_vs_fused_gru"] == 1.0
     assert figure.stat().st_size > 0
     assert "| min_gru/auto | 8 |" in capsys.readouterr().out
+
+
+def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
+    config_file = tmp_path / "tiny_transformer.py"
+    config_file.write_text(
+        "from experiments.configs.defaults import transformer_model\n"
+        "from tests.training_configs import tiny_config\n\n\n"
+        "def get_config():\n"
+        f"    config = tiny_config({str(corpus)!r}, eval_batches=0, batch_size=2, seq_len=8)\n"
+        "    config.model = transformer_model(num_layers=1, num_heads=2, width=16)\n"
+        "    return config\n")
+    out = tmp_path / "evaluation.json"
+    evaluation.main(["--config", str(config_file), "--tokens-per-pass", "16,48",
+                     "--repeats", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["environment"]["cpu"] is not None
+    names = [row["name"] for row in report["rows"]]
+    assert names == ["per window (before)", "one program, 1 window(s) per pass",
+                     "one program, 3 window(s) per pass"]
+    losses = list(report["settings"]["losses"].values())
+    assert max(losses) - min(losses) <= 1e-6 * losses[0]
+    assert report["rows"][0]["speed_up"] == 1.0
+    assert "| one program, 3 window(s) per pass |" in capsys.readouterr().out
+
+
+def test_corpus_scale_writes_a_corpus_of_the_size_asked(tmp_path):
+    path = corpus_scale.write_corpus(tmp_path / "corpus.txt", 50_000)
+    text = path.read_text(encoding="utf-8")
+    assert len(text) == 50_000 and text.startswith("# ==== ")

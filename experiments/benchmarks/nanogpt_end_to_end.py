@@ -6,7 +6,8 @@
 prepared from our copy of Tiny Shakespeare (``$SEQJAX_DATA_DIR``), so nothing is downloaded.
 Each round runs both jobs one after the other (the order alternates between rounds), in fresh
 folders and without a compilation cache, as a new user would, and times each command from
-start to exit:
+start to exit (``--warm`` adds two seqjax runs with a compilation cache, the default of
+``experiments.train``: a first one that fills it and a warm one that reads it):
 
 - seqjax: ``python -m experiments.train --config=experiments/configs/nanogpt_cpu.py``, which
   ends by printing its config's sample (300 characters, past the 64-character window, which
@@ -63,10 +64,12 @@ def prepare_nanogpt_data(nanogpt_dir):
     return data_dir
 
 
-def run_seqjax(workdir, repo):
+def run_seqjax(workdir, repo, compilation_cache=""):
+    """One training run; ``compilation_cache``: JAX's cache folder ("" turns it off)."""
     seconds, _ = timed(
         [sys.executable, "-m", "experiments.train", "--config=experiments/configs/nanogpt_cpu.py",
-         f"--workdir={workdir}", "--compilation_cache=", "--config.progress_bar=False"],
+         f"--workdir={workdir}", f"--compilation_cache={compilation_cache}",
+         "--config.progress_bar=False"],
         repo, f"{workdir}.log")
     final = json.loads((Path(workdir) / "metrics.jsonl").read_text().splitlines()[-1])
     return {"wall_s": round(seconds, 2), "timing": json.loads((Path(workdir) / "timing.json").read_text()),
@@ -114,6 +117,9 @@ def main():
     parser.add_argument("--workdir", default="runs/nanogpt_end_to_end")
     parser.add_argument("--nanogpt_commit", default="", help="recorded in the report")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--warm", action="store_true",
+                        help="also run seqjax twice with a compilation cache: the first run "
+                             "fills it, the second (warm) reads it")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "nanogpt_end_to_end.json"))
     args = parser.parse_args()
@@ -127,7 +133,13 @@ def main():
     for index in range(args.rounds):
         jobs = {"seqjax": lambda: run_seqjax(workdir / f"seqjax_{index}", repo),
                 "nanogpt": lambda: run_nanogpt(workdir / f"nanogpt_{index}", nanogpt_dir)}
-        order = list(jobs) if index % 2 == 0 else list(jobs)[::-1]
+        if args.warm:  # a first run fills a compilation cache, the second one reads it
+            cache = workdir / f"compilation_cache_{index}"
+            jobs["seqjax_first_with_cache"] = lambda: run_seqjax(
+                workdir / f"seqjax_first_{index}", repo, cache)
+            jobs["seqjax_warm"] = lambda: run_seqjax(workdir / f"seqjax_warm_{index}", repo, cache)
+        order = ["seqjax", "nanogpt"] if index % 2 == 0 else ["nanogpt", "seqjax"]
+        order += [name for name in jobs if name not in order]  # the warm pair, in its order
         rounds.append({"order": order, **{name: jobs[name]() for name in order}})
         print(json.dumps(rounds[-1], indent=1))
     report = {"environment": describe_environment(), "nanogpt_commit": args.nanogpt_commit,

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.data import num_stream_windows, random_windows, stream_windows
+from seqjax.data import num_stream_windows, random_windows, stream_window_block, stream_windows
 from seqjax.language_data import prepare_language_data
 from seqjax.losses import mean_cross_entropy, nats_to_bits, token_cross_entropy
 from seqjax.models import build_model
@@ -56,38 +56,87 @@ def language_model_loss(model, params, carry, batch, dropout_key):
     return mean_cross_entropy(logits, targets), new_carry
 
 
-def eval_step(model, params, carry, inputs, targets):
-    """Summed loss (nats) of one validation window and the carry for the next window."""
-    logits, carry = model.apply({"params": params}, inputs, carry)
-    return jnp.sum(token_cross_entropy(logits, targets)), carry
+# One evaluation call reads at most this many tokens; a bigger validation split goes through
+# the same compiled program in segments (the last one padded with windows that weigh nothing).
+EVAL_SEGMENT_TOKENS = 2**22
+# A model without a carry reads several windows per forward pass, about this many tokens, as
+# long as its logits stay under EVAL_LOGITS_BYTES. Measured by experiments.benchmarks.evaluation
+# for nanogpt_cpu.py on 2 Zen 4 cores: 1,536 tokens a pass is fastest (1.39 s an evaluation,
+# 1.44 s at 768, 1.60 s at 6,144, 1.76 s at 24,576): the forward pass is bound by arithmetic.
+EVAL_TOKENS_PER_PASS = 1536
+EVAL_LOGITS_BYTES = 2**28
 
 
-def evaluate(config, model, params, tokens, mesh, eval_fn=None):
+def eval_segment(model, windows_per_pass, params, carry, inputs, targets):
+    """Summed loss (nats) of each window of a segment, and the carry after it.
+
+    ``inputs, targets [B, S, T]``: window ``k`` of stream ``b`` at ``[b, k]``; a target of -1
+    is padding and weighs nothing. The windows run in order, ``windows_per_pass`` of them (a
+    divisor of ``S``; more than 1 only for a model without a carry) as one ``[B g, T]`` batch.
+    """
+    batch, num_windows, seq_len = inputs.shape
+    group = windows_per_pass
+
+    def one_pass(carry, window):  # window: ([B, g, T], [B, g, T])
+        x, y = (a.reshape(batch * group, seq_len) for a in window)
+        logits, carry = model.apply({"params": params}, x, carry)
+        losses = jnp.where(y >= 0, token_cross_entropy(logits, jnp.maximum(y, 0)), 0.0)
+        return carry, losses.reshape(batch, group, seq_len).sum(axis=(0, 2))
+
+    windows = tuple(a.reshape(batch, num_windows // group, group, seq_len).swapaxes(0, 1)
+                    for a in (inputs, targets))
+    carry, sums = jax.lax.scan(one_pass, carry, windows)
+    return sums.reshape(num_windows), carry
+
+
+def windows_per_pass(model, batch_size, seq_len, vocab_size, num_windows):
+    """How many windows one forward pass of evaluation reads: 1 for a model with a carry (its
+    windows follow one another), else about ``EVAL_TOKENS_PER_PASS`` tokens' worth."""
+    if model.initial_carry(1) is not None:
+        return 1
+    by_tokens = EVAL_TOKENS_PER_PASS // (batch_size * seq_len)
+    by_memory = EVAL_LOGITS_BYTES // (4 * batch_size * seq_len * vocab_size)
+    group = max(1, min(by_tokens, by_memory, num_windows))
+    passes = -(-num_windows // group)
+    return -(-num_windows // passes)  # as few padding windows as that many passes allow
+
+
+def num_eval_windows(config, num_tokens):
+    """Windows per stream that evaluation reads (``config.eval_batches > 0`` caps them)."""
+    num_windows = num_stream_windows(num_tokens, config.batch_size, config.seq_len)
+    return min(num_windows, config.eval_batches) if config.eval_batches else num_windows
+
+
+def evaluate(config, model, params, tokens, mesh, eval_fn=None, group=1):
     """Loss in nats/token over ``config.batch_size`` contiguous streams of ``tokens``, the RNN
     state carried across windows (``config.eval_batches > 0`` keeps the first windows).
 
-    The batches are laid out on ``mesh`` like training batches; the windows' sums stay on the
-    device until the end (one wait), then add up in float64. ``eval_fn``: ``eval_step`` of
-    ``model`` already jitted (else it is jitted).
+    The windows go to the device in segments of up to ``EVAL_SEGMENT_TOKENS`` tokens (one for
+    Tiny Shakespeare's split), each evaluated by one compiled call (:func:`eval_segment`, ``group``
+    windows per pass), laid out on ``mesh`` like training batches; the windows' sums add up in
+    float64 at the end. ``eval_fn``: that function of ``model`` and ``group`` already jitted
+    (else it is jitted here).
     """
-    eval_fn = eval_fn or jax.jit(partial(eval_step, model))
-    rows = process_rows(mesh, config.batch_size)
-    num_windows = num_stream_windows(len(tokens), config.batch_size, config.seq_len)
-    if config.eval_batches:
-        num_windows = min(num_windows, config.eval_batches)
+    batch, seq_len = config.batch_size, config.seq_len
+    num_windows = num_eval_windows(config, len(tokens))
+    eval_fn = eval_fn or jax.jit(partial(eval_segment, model, group))
+    per_segment = max(1, EVAL_SEGMENT_TOKENS // (batch * seq_len * group)) * group
+    num_segments = -(-num_windows // per_segment)  # then as even as whole passes allow
+    windows_per_segment = -(-num_windows // num_segments)
+    per_segment = -(-windows_per_segment // group) * group
+    rows = process_rows(mesh, batch)
     carry = jax.tree.map(lambda c: np.zeros((rows.stop - rows.start,) + c.shape[1:], c.dtype),
-                         model.initial_carry(config.batch_size))
-    carry = global_batch(mesh, carry, config.batch_size)
+                         model.initial_carry(batch))
+    carry = global_batch(mesh, carry, batch)
     sums = []
-    for k in range(num_windows):
-        inputs, targets, _ = stream_windows(
-            tokens, batch_size=config.batch_size, seq_len=config.seq_len, step=k, rows=rows
-        )
-        loss_sum, carry = eval_fn(params, carry, *global_batch(mesh, (inputs, targets),
-                                                               config.batch_size))
-        sums.append(loss_sum)
-    total = np.sum([host_value(loss_sum) for loss_sum in sums], dtype=np.float64)
-    return float(total) / (num_windows * config.batch_size * config.seq_len)
+    for start in range(0, num_windows, per_segment):
+        block = stream_window_block(tokens, batch_size=batch, seq_len=seq_len, start=start,
+                                    count=min(per_segment, num_windows - start),
+                                    pad_to=per_segment, rows=rows)
+        window_sums, carry = eval_fn(params, carry, *global_batch(mesh, block, batch))
+        sums.append(window_sums)
+    total = sum(np.sum(host_value(window_sums), dtype=np.float64) for window_sums in sums)
+    return float(total) / (num_windows * batch * seq_len)
 
 
 class LanguageModeling:
@@ -101,7 +150,11 @@ class LanguageModeling:
         self.config = config
         self.data = prepare_language_data(config.data, workdir, config.batch_size * config.seq_len + 1)
         self.model = build_model(config.model, self.data.tokenizer.vocab_size, config.seq_len, mesh)
-        self._eval_step = jax.jit(partial(eval_step, self.model))
+        vocab_size = self.data.tokenizer.vocab_size
+        num_windows = num_eval_windows(config, len(self.data.val_tokens))
+        self._eval_group = windows_per_pass(self.model, config.batch_size, config.seq_len,
+                                            vocab_size, num_windows)
+        self._eval_segment = jax.jit(partial(eval_segment, self.model, self._eval_group))
 
     def init_params(self, key):
         tokens = jnp.zeros((self.config.batch_size, self.config.seq_len), jnp.int32)
@@ -122,5 +175,5 @@ class LanguageModeling:
 
     def evaluate(self, params, mesh):
         val_loss = evaluate(self.config, self.model, params, self.data.val_tokens, mesh,
-                            self._eval_step)
+                            self._eval_segment, self._eval_group)
         return {"val_loss": val_loss, "val_bits": nats_to_bits(val_loss)}
