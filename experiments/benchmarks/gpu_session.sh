@@ -25,6 +25,10 @@
 # decode_speed         greedy decoding of 256 and 4096 tokens through a sliding 64-token window;
 # decode_speed_ring    (not in the default steps) the same for rotary positions: the ring-buffer
 #                      cache against nanoGPT's crop recomputed;
+# parallel_scan        (not in the default steps) the linear recurrences' training time per token
+#                      at T = 512 and 4,096 against the fused GRU (issue 27's GPU goal: 50x at
+#                      4,096), every back-end and auto, the widths' sweep that fills AUTO_TABLE's
+#                      GPU row; writes RESULTS_DIR/parallel_scan_TAG.{json,png};
 # long_context         (not in the default steps: it takes a session of its own, 9 min 20 s)
 #                      the long-context study at --budget=gpu (1,024-token windows, 4 sizes per
 #                      family); its runs resume, so a second session finishes what one did not.
@@ -44,9 +48,10 @@ steps=${STEPS:-gpu_tests compile_time compile_time_flax transformer_bfloat16 rec
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 mkdir -p "$results"
 lstm=lstm:32x128x64x256 gpt=nanogpt_gpu shape=32x128x64x256 tokens=256,4096 repeats=10
-study_budget=gpu
+study_budget=gpu scan_lengths=512,4096 scan_widths=128,256,512 scan_width=256 scan_tokens=16384
 if [ -n "${REHEARSAL:-}" ]; then  # every command at a toy size, to check the script itself
   lstm=lstm:2x8x4x8 gpt=tiny shape=2x8x4x8 tokens=16,80 repeats=1 study_budget=tiny
+  scan_lengths=4,8 scan_widths=8 scan_width=8 scan_tokens=16
 fi
 
 step() {  # step SECONDS NAME COMMAND...: run COMMAND with a time limit if NAME is in $steps
@@ -83,5 +88,8 @@ step 50 decode_speed "$python" -m experiments.benchmarks.decode_speed --num-toke
 step 50 decode_speed_ring "$python" -m experiments.benchmarks.decode_speed --num-tokens $tokens \
   --context-length 64 --positional rotary --repeats $repeats \
   --out "$results/decode_speed_sliding_ring_rotary_$tag.json"
+step 400 parallel_scan "$python" -m experiments.benchmarks.parallel_scan --lengths $scan_lengths \
+  --width $scan_width --tokens $scan_tokens --auto-widths $scan_widths --auto-lengths $scan_lengths --repeats $repeats \
+  --out "$results/parallel_scan_$tag.json" --figure "$results/parallel_scan_$tag.png"
 step 560 long_context "$python" -m experiments.reproductions.long_context \
   --workdir="$results/long_context_$tag" --budget=$study_budget
