@@ -7,7 +7,8 @@ prepared from our copy of Tiny Shakespeare (``$SEQJAX_DATA_DIR``), so nothing is
 Each round runs both jobs one after the other (the order alternates between rounds), in fresh
 folders and without a compilation cache, as a new user would, and times each command from
 start to exit (``--warm`` adds two seqjax runs with a compilation cache, the default of
-``experiments.train``: a first one that fills it and a warm one that reads it):
+``experiments.train``: a first one that fills it and a warm one that reads it; ``--vary_seeds``
+makes round ``k`` use seqjax's seed ``k`` and nanoGPT's seed ``1337 + k``):
 
 - seqjax: ``python -m experiments.train --config=experiments/configs/nanogpt_cpu.py``, which
   ends by printing its config's sample (300 characters, past the 64-character window, which
@@ -45,10 +46,11 @@ NANOGPT_TRAIN = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=
 SAMPLE = nanogpt_cpu.get_config().sample  # nanoGPT's sample.py prints one of the same length
 
 
-def timed(command, cwd, log):
+def timed(command, cwd, log, environment=None):
     """Run ``command``; returns its wall seconds and stdout (both streams go to ``log`` too)."""
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                            env={**os.environ, **(environment or {})})
     seconds = time.perf_counter() - start
     Path(log).write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
     if result.returncode:
@@ -64,21 +66,38 @@ def prepare_nanogpt_data(nanogpt_dir):
     return data_dir
 
 
-def run_seqjax(workdir, repo, compilation_cache=""):
+def run_seqjax(workdir, repo, compilation_cache="", seed=0):
     """One training run; ``compilation_cache``: JAX's cache folder ("" turns it off)."""
     seconds, _ = timed(
         [sys.executable, "-m", "experiments.train", "--config=experiments/configs/nanogpt_cpu.py",
          f"--workdir={workdir}", f"--compilation_cache={compilation_cache}",
-         "--config.progress_bar=False"],
+         f"--config.seed={seed}", "--config.progress_bar=False"],
         repo, f"{workdir}.log")
     final = json.loads((Path(workdir) / "metrics.jsonl").read_text().splitlines()[-1])
     return {"wall_s": round(seconds, 2), "timing": json.loads((Path(workdir) / "timing.json").read_text()),
             "final_val_loss_whole_split": final["val_loss"]}
 
 
-def run_nanogpt(out_dir, nanogpt_dir):
+SEED_LINE = "torch.manual_seed(1337 + seed_offset)"
+
+
+def seeded_copy(nanogpt_dir, destination):
+    """A copy of nanoGPT whose ``train.py`` seeds from ``$NANOGPT_SEED`` (default 1337): it has
+    no seed option of its own (its configurator runs before ``seed_offset`` is set)."""
+    shutil.copytree(nanogpt_dir, destination, ignore=shutil.ignore_patterns(".git"))
+    train = Path(destination) / "train.py"
+    source = train.read_text()
+    if SEED_LINE not in source:
+        sys.exit(f"nanogpt_end_to_end: {nanogpt_dir}/train.py has no line {SEED_LINE!r} to seed "
+                 "from; run without --vary_seeds, or with the nanoGPT commit the docs name")
+    train.write_text(source.replace(SEED_LINE, 'torch.manual_seed(int(os.environ.get('
+                                    '"NANOGPT_SEED", 1337)) + seed_offset)'))
+    return Path(destination)
+
+
+def run_nanogpt(out_dir, nanogpt_dir, seed=1337):
     train_s, stdout = timed([sys.executable, "train.py", *NANOGPT_TRAIN, f"--out_dir={out_dir}"],
-                            nanogpt_dir, f"{out_dir}.train.log")
+                            nanogpt_dir, f"{out_dir}.train.log", {"NANOGPT_SEED": str(seed)})
     sample_s, _ = timed([sys.executable, "sample.py", f"--out_dir={out_dir}", "--device=cpu",
                          "--compile=False", "--num_samples=1",
                          f"--max_new_tokens={SAMPLE.num_tokens}",
@@ -120,6 +139,9 @@ def main():
     parser.add_argument("--warm", action="store_true",
                         help="also run seqjax twice with a compilation cache: the first run "
                              "fills it, the second (warm) reads it")
+    parser.add_argument("--vary_seeds", action="store_true",
+                        help="round k trains seqjax with seed k and nanoGPT with seed 1337 + k (a "
+                             "copy of nanoGPT whose train.py reads $NANOGPT_SEED)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                       "nanogpt_end_to_end.json"))
     args = parser.parse_args()
@@ -129,18 +151,24 @@ def main():
     workdir.mkdir(parents=True)
     data_dir = prepare_nanogpt_data(nanogpt_dir)
     meta = pickle.loads((data_dir / "meta.pkl").read_bytes())
+    if args.vary_seeds:
+        nanogpt_dir = seeded_copy(nanogpt_dir, workdir / "nanogpt_seeded")
     rounds = []
     for index in range(args.rounds):
-        jobs = {"seqjax": lambda: run_seqjax(workdir / f"seqjax_{index}", repo),
-                "nanogpt": lambda: run_nanogpt(workdir / f"nanogpt_{index}", nanogpt_dir)}
+        seed = index if args.vary_seeds else 0
+        jobs = {"seqjax": lambda: run_seqjax(workdir / f"seqjax_{index}", repo, seed=seed),
+                "nanogpt": lambda: run_nanogpt(workdir / f"nanogpt_{index}", nanogpt_dir,
+                                               1337 + seed)}
         if args.warm:  # a first run fills a compilation cache, the second one reads it
             cache = workdir / f"compilation_cache_{index}"
             jobs["seqjax_first_with_cache"] = lambda: run_seqjax(
-                workdir / f"seqjax_first_{index}", repo, cache)
-            jobs["seqjax_warm"] = lambda: run_seqjax(workdir / f"seqjax_warm_{index}", repo, cache)
+                workdir / f"seqjax_first_{index}", repo, cache, seed)
+            jobs["seqjax_warm"] = lambda: run_seqjax(workdir / f"seqjax_warm_{index}", repo,
+                                                     cache, seed)
         order = ["seqjax", "nanogpt"] if index % 2 == 0 else ["nanogpt", "seqjax"]
         order += [name for name in jobs if name not in order]  # the warm pair, in its order
-        rounds.append({"order": order, **{name: jobs[name]() for name in order}})
+        rounds.append({"order": order, "seqjax_seed": seed, "nanogpt_seed": 1337 + seed,
+                       **{name: jobs[name]() for name in order}})
         print(json.dumps(rounds[-1], indent=1))
     report = {"environment": describe_environment(), "nanogpt_commit": args.nanogpt_commit,
               "vocab_size": meta["vocab_size"], "rounds": rounds}
