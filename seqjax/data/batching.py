@@ -73,13 +73,10 @@ def stream_windows(tokens, *, batch_size, seq_len, step, rows=slice(None)):
     is True at ``k == 0``, where the streams restart and the carry must be zeroed. ``rows``
     (a slice) keeps only those streams, e.g. one process's share.
     """
-    tokens = _check_tokens(tokens)
-    num_windows = num_stream_windows(tokens.shape[0], batch_size, seq_len)
-    stream_len = tokens.shape[0] // batch_size
-    streams = tokens[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]
-    k = step % num_windows
-    inputs, targets = _split_window(streams[:, k * seq_len : (k + 1) * seq_len + 1])
-    return inputs, targets, k == 0
+    k = step % num_stream_windows(_check_tokens(tokens).shape[0], batch_size, seq_len)
+    inputs, targets = stream_window_block(tokens, batch_size=batch_size, seq_len=seq_len,
+                                          start=k, count=1, rows=rows)
+    return inputs[:, 0], targets[:, 0], k == 0
 
 
 def stream_window_block(tokens, *, batch_size, seq_len, start, count, pad_to=None,

@@ -33,6 +33,7 @@ DOWNLOAD_TIMEOUT_S = 20.0
 PYTHON_STDLIB_MAX_CHARS = 3_000_000
 PYTHON_STDLIB_EXCLUDED_PREFIXES = ("_sysconfigdata", "this.py", "antigravity.py", "__hello__")
 CORPUS_NAMES = ("python_stdlib", "tiny_shakespeare")
+TRAIN_FRACTION = 0.9  # a single text: its first 90% of characters train, the rest validate
 
 
 def resolve_data_dir(data_dir=None):
@@ -60,20 +61,25 @@ def load_corpus(name_or_path, *, data_dir=None):
     return text
 
 
-def split_train_val(text, train_fraction=0.9):
-    """``(train_text, val_text)``: the first ``train_fraction`` of the characters and the rest.
-
-    The split point is ``floor(len(text) * train_fraction)``; on Tiny Shakespeare that gives
-    the customary 1,003,854 / 111,540 characters.
-    """
+def train_characters(num_chars, train_fraction=TRAIN_FRACTION):
+    """How many of a text's ``num_chars`` characters train: ``floor(num_chars * train_fraction)``,
+    at least one and fewer than all (else a :class:`CorpusError`)."""
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
-    split = int(len(text) * train_fraction)
-    if split == 0 or split == len(text):
+    split = int(num_chars * train_fraction)
+    if split == 0 or split == num_chars:
         raise CorpusError(
-            f"corpus of {len(text)} characters is too short to split at train_fraction="
+            f"corpus of {num_chars} characters is too short to split at train_fraction="
             f"{train_fraction}: use a longer corpus"
         )
+    return split
+
+
+def split_train_val(text, train_fraction=TRAIN_FRACTION):
+    """``(train_text, val_text)``: the first ``train_fraction`` of the characters and the rest
+    (:func:`train_characters`); on Tiny Shakespeare that gives the customary 1,003,854 / 111,540
+    characters."""
+    split = train_characters(len(text), train_fraction)
     return text[:split], text[split:]
 
 

@@ -25,14 +25,15 @@ import numpy as np
 
 from seqjax.data.corpora import (
     CORPUS_NAMES,
+    TRAIN_FRACTION,
     checked_text_file,
     python_stdlib_text,
     resolve_data_dir,
     tiny_shakespeare_bytes,
+    train_characters,
 )
 from seqjax.data.errors import CorpusError
 
-TRAIN_FRACTION = 0.9
 PIECE_BYTES = 2**20  # a piece of text handed to the tokenizer
 SCAN_BYTES = 2**24  # bytes counted at a time when finding the split
 
@@ -135,12 +136,7 @@ class TextCorpus:
         with self._reader() as read:
             counts = [int(_character_starts(read(start, min(start + SCAN_BYTES, self.size))).sum())
                       for start in range(0, self.size, SCAN_BYTES)]
-            num_chars = sum(counts)
-            split = int(num_chars * TRAIN_FRACTION)
-            if split == 0 or split == num_chars:
-                raise CorpusError(
-                    f"corpus of {num_chars} characters is too short to split at train_fraction="
-                    f"{TRAIN_FRACTION}: use a longer corpus")
+            split = train_characters(sum(counts))
             block_index = int(np.searchsorted(np.cumsum(counts), split, side="right"))
             before = sum(counts[:block_index])
             block_start = block_index * SCAN_BYTES
