@@ -183,24 +183,28 @@ def test_workdir_of_a_different_model(trained_run):
     assert_one_line_error(result, "hidden_size", "fresh --workdir")
 
 
-def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
-    config = write_config(tmp_path, write_corpus(tmp_path), num_steps=24, checkpoint_every=8)
-    run_cli("experiments.train", f"--config={config}", f"--workdir={tmp_path / 'straight'}", check_ok=True)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``(config, metrics)``: a 24-step run checkpointed every 8 steps, never interrupted."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    config = write_config(folder, write_corpus(folder), num_steps=24, checkpoint_every=8)
+    run_cli("experiments.train", f"--config={config}", f"--workdir={folder / 'run'}", check_ok=True)
+    return config, read_metrics(folder / "run")
 
+
+def test_sigkill_then_rerun_equals_uninterrupted_run(uninterrupted, tmp_path):
+    config, metrics = uninterrupted
     workdir = tmp_path / "killed"  # SIGKILL when the run asks for batch 13: checkpoint at 8
     killed = run_cli("tests.kill_at_step", "13", f"--config={config}", f"--workdir={workdir}")
     assert killed.returncode == -signal.SIGKILL
     assert read_metrics(workdir)[-1]["step"] == 13
 
     run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
-    assert read_metrics(workdir) == read_metrics(tmp_path / "straight")
+    assert read_metrics(workdir) == metrics
 
 
-def test_sigterm_saves_the_current_step_and_the_rerun_equals_uninterrupted_run(tmp_path):
-    config = write_config(tmp_path, write_corpus(tmp_path), num_steps=24, checkpoint_every=8)
-    run_cli("experiments.train", f"--config={config}", f"--workdir={tmp_path / 'straight'}",
-            check_ok=True)
-
+def test_sigterm_saves_the_current_step_and_the_rerun_equals_uninterrupted_run(uninterrupted, tmp_path):
+    config, metrics = uninterrupted
     workdir = tmp_path / "preempted"  # SIGTERM when the run asks for batch 13, during step 13
     preempted = run_cli("tests.kill_at_step", "13", "SIGTERM", f"--config={config}",
                         f"--workdir={workdir}")
@@ -210,7 +214,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_equals_uninterrupted_run(t
     assert max(saved) == 14  # the step it was running when the signal came: nothing lost
 
     run_cli("experiments.train", f"--config={config}", f"--workdir={workdir}", check_ok=True)
-    assert read_metrics(workdir) == read_metrics(tmp_path / "straight")
+    assert read_metrics(workdir) == metrics
 
 
 def test_workdir_that_is_a_file(tmp_path):

@@ -25,8 +25,16 @@ def test_copy_memory(tmp_path):
     assert (tmp_path / "copy_memory_T4" / "causal_transformer" / "metrics.jsonl").exists()
 
 
-def test_adding_columns_and_the_elman_setups(tmp_path):
-    results = run_tiny("adding", tmp_path)
+@pytest.fixture(scope="module")
+def adding_runs(tmp_path_factory):
+    """``(workdir, results)`` of the adding reproduction at the tiny budget, run once for the
+    tests that read it (vanishing_gradients then resumes its runs in that workdir)."""
+    workdir = tmp_path_factory.mktemp("adding")
+    return workdir, run_tiny("adding", workdir)
+
+
+def test_adding_columns_and_the_elman_setups(adding_runs):
+    _, results = adding_runs
     assert list(results["by_length"]["8"]) == ["baseline", *memory.KINDS]
     setups = results["elman_setups"]["by_setup"]
     assert list(setups) == list(adding.ELMAN_SETUPS)
@@ -66,13 +74,14 @@ def test_reports_from_before_the_causal_column_still_redraw(tmp_path, name):
     assert redrawn.stat().st_size > 10_000
 
 
-def test_adding_then_vanishing_gradients_on_its_runs(tmp_path):
-    by_kind = run_tiny("adding", tmp_path)["by_length"]["8"]
+def test_adding_then_vanishing_gradients_on_its_runs(adding_runs):
+    workdir, adding_results = adding_runs
+    by_kind = adding_results["by_length"]["8"]
     assert by_kind["baseline"] == pytest.approx(1 / 6)
     assert [step for step, _ in by_kind["transformer"]["curve"]] == [2, 4]
     # The same workdir: vanishing_gradients resumes adding's finished T = 8 runs (a run with
     # another config there would stop with CheckpointMismatchError).
-    results = run_tiny("vanishing_gradients", tmp_path)
+    results = run_tiny("vanishing_gradients", workdir)
     curves = list(results["at_init"].values()) + [
         trained["jacobian_norms"] for trained in results["trained"].values()]
     for norms in curves:

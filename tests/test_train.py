@@ -4,6 +4,7 @@ import asyncio
 import gc
 import json
 import math
+import shutil
 import subprocess
 import sys
 from functools import partial
@@ -37,6 +38,32 @@ from tests.training_configs import damage_checkpoint, tiny_config, write_corpus
 @pytest.fixture
 def corpus(tmp_path):
     return write_corpus(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """``finished_run(kind, **overrides) -> (config, workdir)``: a finished run of
+    ``tiny_config(CORPUS, kind, **overrides)``, trained once per config for the tests that
+    compare with it or start from a copy of it (copy it before changing it); ``config`` is a
+    fresh copy of its config."""
+    folder = tmp_path_factory.mktemp("finished")
+    corpus = write_corpus(folder)
+    runs = {}
+
+    def finished(kind, **overrides):
+        config = tiny_config(corpus, kind, **overrides)
+        key = config.to_json()
+        if key not in runs:
+            runs[key] = folder / f"run_{len(runs)}"
+            train_and_evaluate(config, runs[key])
+        return tiny_config(corpus, kind, **overrides), runs[key]
+
+    return finished
+
+
+def copied(workdir, destination):
+    shutil.copytree(workdir, destination)
+    return destination
 
 
 @pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
@@ -116,9 +143,9 @@ def interrupt_at(monkeypatch, step_to_fail):
 
 
 @pytest.mark.parametrize("batching", ["stream", "random"])
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, corpus, monkeypatch, batching):
-    config = tiny_config(corpus, "lstm", **{"data.batching": batching})
-    train_and_evaluate(config, tmp_path / "straight")
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, finished_run, monkeypatch,
+                                                           batching):
+    config, straight_run = finished_run("lstm", **{"data.batching": batching})
 
     interrupt_at(monkeypatch, 7)  # dies in update 8: checkpoint at 4, records up to 7 written
     with pytest.raises(KeyboardInterrupt):
@@ -127,16 +154,16 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, corpus, mo
     monkeypatch.undo()
     train_and_evaluate(config, tmp_path / "resumed")
 
-    assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
-    straight, resumed = load_run(tmp_path / "straight"), load_run(tmp_path / "resumed")
+    assert read_metrics(tmp_path / "resumed") == read_metrics(straight_run)
+    straight, resumed = load_run(straight_run), load_run(tmp_path / "resumed")
     assert straight.record == resumed.record
     jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
 
 
-def test_rerunning_a_finished_run_changes_nothing_and_longer_runs_continue(tmp_path, corpus):
+def test_rerunning_a_finished_run_changes_nothing_and_longer_runs_continue(tmp_path, finished_run):
     # Also when the saved config predates keys added since (model.dtype, scan, block).
-    config = tiny_config(corpus, "gru")
-    train_and_evaluate(config, tmp_path / "run")
+    config, finished = finished_run("gru")
+    copied(finished, tmp_path / "run")
     before = read_metrics(tmp_path / "run")
     assert train_and_evaluate(config, tmp_path / "run") == before[-1]
     assert read_metrics(tmp_path / "run") == before
@@ -149,9 +176,9 @@ def test_rerunning_a_finished_run_changes_nothing_and_longer_runs_continue(tmp_p
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == list(range(1, 17))
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus):
-    config = tiny_config(corpus, "lstm", num_steps=4)
-    train_and_evaluate(config, tmp_path / "run")
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, finished_run):
+    config, finished = finished_run("lstm", num_steps=4)
+    copied(finished, tmp_path / "run")
     config.num_steps = 8
     config.optim.learning_rate = float("nan")
     with pytest.raises(TrainingDivergedError, match="step 5.*checkpoint.*intact"):
@@ -162,11 +189,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corp
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(run.params))
 
 
-def test_workdir_of_another_model_is_refused(tmp_path, corpus):
-    train_and_evaluate(tiny_config(corpus, "lstm", num_steps=4), tmp_path / "run")
+def test_workdir_of_another_model_is_refused(tmp_path, finished_run):
+    config, finished = finished_run("lstm", num_steps=4)
+    copied(finished, tmp_path / "run")
     before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    other = tiny_config(config.data.corpus, "lstm", **{"model.hidden_size": 32})
     with pytest.raises(CheckpointMismatchError, match="hidden_size.*16.*32.*fresh --workdir"):
-        train_and_evaluate(tiny_config(corpus, "lstm", **{"model.hidden_size": 32}), tmp_path / "run")
+        train_and_evaluate(other, tmp_path / "run")
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # nothing lost
 
 
@@ -236,9 +265,7 @@ def test_beam_text_returns_the_log_probability_of_its_text(tmp_path, corpus):
 
 
 def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path, corpus):
-    config = tiny_config(corpus, "elman", num_steps=8)
-    train_and_evaluate(config, tmp_path / "straight")
-    config.num_steps = 4
+    config = tiny_config(corpus, "elman", num_steps=4)
     train_and_evaluate(config, tmp_path / "cut")
     with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
         f.write('{"step": 5, "train_lo')  # a kill in the middle of a write
@@ -297,9 +324,10 @@ def test_metrics_log_does_not_load_pytorch(tmp_path):
     assert any((tmp_path / "tensorboard").iterdir())
 
 
-def test_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumes(tmp_path, corpus):
-    config = tiny_config(corpus, "gru")
-    train_and_evaluate(config, tmp_path / "run")
+def test_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumes(tmp_path,
+                                                                              finished_run):
+    config, run = finished_run("gru")
+    copied(run, tmp_path / "run")
     finished = read_metrics(tmp_path / "run")
     damage_checkpoint(tmp_path / "run" / "checkpoints" / "latest" / "12")
     with pytest.warns(UnreadableCheckpointWarning, match="latest/12 cannot be read"):
@@ -347,9 +375,9 @@ def test_a_workdir_in_use_by_another_run_is_refused(tmp_path, corpus):
     assert read_metrics(tmp_path / "run")[-1]["step"] == 4
 
 
-def test_a_full_disk_stops_with_one_message_and_the_rerun_resumes(tmp_path, corpus, monkeypatch):
-    config = tiny_config(corpus, "lstm")
-    train_and_evaluate(config, tmp_path / "straight")
+def test_a_full_disk_stops_with_one_message_and_the_rerun_resumes(tmp_path, finished_run,
+                                                                  monkeypatch):
+    config, straight = finished_run("lstm")
     real_save = RunCheckpoints.save_latest
 
     def save_or_fill_the_disk(self, step, state, record):
@@ -363,7 +391,7 @@ def test_a_full_disk_stops_with_one_message_and_the_rerun_resumes(tmp_path, corp
         train_and_evaluate(config, tmp_path / "run")
     monkeypatch.undo()
     train_and_evaluate(config, tmp_path / "run")
-    assert read_metrics(tmp_path / "run") == read_metrics(tmp_path / "straight")
+    assert read_metrics(tmp_path / "run") == read_metrics(straight)
 
 
 def test_a_moved_run_resumes_in_its_new_place(tmp_path, corpus, monkeypatch):
