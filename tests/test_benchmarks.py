@@ -11,8 +11,8 @@ import jax
 import pytest
 
 from experiments.benchmarks import (
-    compile_time, corpus_scale, decode_speed, evaluation, gpu_target, parallel_scan, recurrent,
-    recurrent_contenders, transformer,
+    compile_time, corpus_scale, decode_speed, evaluation, gpu_target, nanogpt_fidelity,
+    parallel_scan, recurrent, recurrent_contenders, step_roofline, transformer,
 )
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
@@ -368,3 +368,31 @@ def test_corpus_scale_writes_a_corpus_of_the_size_asked(tmp_path):
     path = corpus_scale.write_corpus(tmp_path / "corpus.txt", 50_000)
     text = path.read_text(encoding="utf-8")
     assert len(text) == 50_000 and text.startswith("# ==== ")
+
+
+def test_step_roofline_counts_the_work_and_the_ceilings(tmp_path, monkeypatch):
+    out = tmp_path / "roofline.json"
+    monkeypatch.setattr(sys, "argv", ["step_roofline", "--size=tiny", "--repeats=2",
+                                      "--large_product=64", "--dtypes=float32", f"--out={out}"])
+    step_roofline.main()
+    report = json.loads(out.read_text())
+    for numbers in report["dtypes"].values():
+        # a training step is about 3 forward passes of arithmetic (forward, then backward)
+        assert 2 < numbers["train_step"]["gflop"] / numbers["forward"]["gflop"] < 4
+        assert numbers["large_product_gflop_per_s"] > 0 and numbers["train_step"]["median_ms"] > 0
+    assert report["run"]["num_evaluations"] == 8  # every 250 of nanogpt_cpu.py's 2,000 steps
+
+
+def test_fidelity_differences_pair_the_seeds_each_arm_shares():
+    losses = {"nanogpt": [1.90, 1.91, 1.92], "nanogpt_on_seqjax_batches": [1.91, 1.92, 1.93],
+              "seqjax_from_nanogpt_init": [1.90, 1.90], "seqjax": [1.93, 1.95, 1.94]}
+    arms = {name: {str(k): {"val_loss": v} for k, v in enumerate(values)}
+            for name, values in losses.items()}
+    stats, pairs = nanogpt_fidelity.compare(arms)
+    assert stats["seqjax"]["mean"] == pytest.approx(1.94)
+    batches = pairs["nanogpt_on_seqjax_batches - nanogpt"]
+    assert batches["difference_of_means"] == pytest.approx(0.01)
+    assert batches["per_seed"]["mean"] == pytest.approx(0.01)
+    assert batches["per_seed"]["stdev"] < 1e-12
+    paired = pairs["seqjax - seqjax_from_nanogpt_init"]["per_seed"]  # seeds 0 and 1 only
+    assert paired["n"] == 2 and paired["mean"] == pytest.approx(0.04)

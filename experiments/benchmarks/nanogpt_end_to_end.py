@@ -66,12 +66,13 @@ def prepare_nanogpt_data(nanogpt_dir):
     return data_dir
 
 
-def run_seqjax(workdir, repo, compilation_cache="", seed=0):
-    """One training run; ``compilation_cache``: JAX's cache folder ("" turns it off)."""
+def run_seqjax(workdir, repo, compilation_cache="", seed=0, overrides=()):
+    """One training run; ``compilation_cache``: JAX's cache folder ("" turns it off);
+    ``overrides``: more ``--config.KEY=VALUE`` flags."""
     seconds, _ = timed(
         [sys.executable, "-m", "experiments.train", "--config=experiments/configs/nanogpt_cpu.py",
          f"--workdir={workdir}", f"--compilation_cache={compilation_cache}",
-         f"--config.seed={seed}", "--config.progress_bar=False"],
+         f"--config.seed={seed}", "--config.progress_bar=False", *overrides],
         repo, f"{workdir}.log")
     final = json.loads((Path(workdir) / "metrics.jsonl").read_text().splitlines()[-1])
     return {"wall_s": round(seconds, 2), "timing": json.loads((Path(workdir) / "timing.json").read_text()),
@@ -95,9 +96,17 @@ def seeded_copy(nanogpt_dir, destination):
     return Path(destination)
 
 
-def run_nanogpt(out_dir, nanogpt_dir, seed=1337):
-    train_s, stdout = timed([sys.executable, "train.py", *NANOGPT_TRAIN, f"--out_dir={out_dir}"],
-                            nanogpt_dir, f"{out_dir}.train.log", {"NANOGPT_SEED": str(seed)})
+def run_nanogpt(out_dir, nanogpt_dir, seed=1337, environment=None, sample=True, options=()):
+    """``train.py`` (seed ``seed`` where ``nanogpt_dir`` is a :func:`seeded_copy`), then
+    ``sample.py`` unless ``sample`` is False; ``environment``: more variables for ``train.py``,
+    ``options``: more of its flags."""
+    train_s, stdout = timed([sys.executable, "train.py", *NANOGPT_TRAIN, *options,
+                             f"--out_dir={out_dir}"],
+                            nanogpt_dir, f"{out_dir}.train.log",
+                            {"NANOGPT_SEED": str(seed), **(environment or {})})
+    if not sample:
+        return {"train_wall_s": round(train_s, 2), "wall_s": round(train_s, 2),
+                "whole_split_val_loss_of_ckpt": whole_split_loss(out_dir, nanogpt_dir)}
     sample_s, _ = timed([sys.executable, "sample.py", f"--out_dir={out_dir}", "--device=cpu",
                          "--compile=False", "--num_samples=1",
                          f"--max_new_tokens={SAMPLE.num_tokens}",

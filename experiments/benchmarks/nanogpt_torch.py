@@ -115,6 +115,36 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
+def seqjax_params(state_dict, num_layers, num_heads):
+    """A bias-free nanoGPT ``state_dict`` (this module's :class:`GPT`, or nanoGPT's own
+    ``model.py`` with its ``transformer.`` prefix) as params of seqjax's ``TransformerLM``.
+
+    PyTorch's ``Linear`` holds ``[out, in]``; head ``n`` owns channels ``n D .. (n + 1) D`` of
+    ``c_attn``'s query, key and value thirds and of ``c_proj``'s input."""
+    def weight(name):
+        tensor = state_dict.get(f"transformer.{name}.weight", state_dict.get(f"{name}.weight"))
+        return tensor.detach().cpu().numpy()
+
+    width = weight("wte").shape[1]
+    head_dim = width // num_heads
+    to_heads = lambda rows: rows.T.reshape(width, num_heads, head_dim)
+    params = {"token_embedding": {"embedding": weight("wte")},
+              "position_embedding": {"embedding": weight("wpe")},
+              "final_norm": {"scale": weight("ln_f")}}
+    for i in range(num_layers):
+        qkv = weight(f"h.{i}.attn.c_attn")
+        attention = {name: {"kernel": to_heads(qkv[k * width:(k + 1) * width])}
+                     for k, name in enumerate(("query", "key", "value"))}
+        attention["output"] = {"kernel": weight(f"h.{i}.attn.c_proj").T.reshape(
+            num_heads, head_dim, width)}
+        params[f"blocks_{i}"] = {
+            "attention": attention, "attention_norm": {"scale": weight(f"h.{i}.ln_1")},
+            "mlp_norm": {"scale": weight(f"h.{i}.ln_2")},
+            "mlp": {"expand": {"kernel": weight(f"h.{i}.mlp.c_fc").T},
+                    "contract": {"kernel": weight(f"h.{i}.mlp.c_proj").T}}}
+    return params
+
+
 def make_optimizer(model, hp):
     """nanoGPT's ``configure_optimizers``: weight decay on params with ``dim >= 2`` only."""
     params = [p for p in model.parameters() if p.requires_grad]  # tied weight appears once
