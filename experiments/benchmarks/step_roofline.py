@@ -20,6 +20,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +57,7 @@ def product_gflops(m, k, n, dtype, repeats=20):
 
 def nanogpt_wall(report_path):
     """Mean wall seconds of the cold nanoGPT runs (train + sample) of an end-to-end report."""
-    rounds = json.loads(open(report_path).read())["rounds"]
+    rounds = json.loads(Path(report_path).read_text())["rounds"]
     return statistics.fmean(r["nanogpt"]["wall_s"] for r in rounds)
 
 
