@@ -2,7 +2,7 @@
 
     python -m experiments.benchmarks.nanogpt_fidelity --nanogpt_dir=PATH --seeds=6
 
-Three arms, each trained once per seed and scored on the same evaluation (seqjax's whole
+Four arms, each trained once per seed and scored on the same evaluation (seqjax's whole
 validation split in contiguous windows, as in :mod:`experiments.benchmarks.nanogpt_end_to_end`):
 
 - ``nanogpt``: nanoGPT's own ``train.py`` with its README's CPU command, seed ``1337 + k``,

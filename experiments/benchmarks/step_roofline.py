@@ -85,10 +85,9 @@ def main():
                    for mode in ("train", "forward")}
         seconds = {mode: timings[mode].median_s for mode in timings}
         report["dtypes"][dtype] = {
-            "train_step": {"gflop": work["train"] / 1e9, "median_ms": seconds["train"] * 1e3,
-                           "gflop_per_s": work["train"] / seconds["train"] / 1e9},
-            "forward": {"gflop": work["forward"] / 1e9, "median_ms": seconds["forward"] * 1e3,
-                        "gflop_per_s": work["forward"] / seconds["forward"] / 1e9},
+            **{name: {"gflop": work[mode] / 1e9, "median_ms": seconds[mode] * 1e3,
+                      "gflop_per_s": work[mode] / seconds[mode] / 1e9}
+               for name, mode in (("train_step", "train"), ("forward", "forward"))},
             "evaluation_gflop": work["forward"] * windows / 1e9,
             "large_product_gflop_per_s": product_gflops(*[args.large_product] * 3, dtype),
             "mlp_product_gflop_per_s": product_gflops(batch * length, width, 4 * width, dtype,
