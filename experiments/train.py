@@ -12,6 +12,12 @@ A run uses every device it sees (``--config.mesh.*``, see docs/training.md); one
 multi-process run also takes ``--coordinator_address --num_processes --process_id``.
 """
 
+from experiments.jemalloc import restart_under_jemalloc, running_malloc
+
+if __name__ == "__main__":  # before JAX is imported: restarting then costs ~0.1 s
+    restart_under_jemalloc("train")  # a cold run's steps are 9-18% faster (experiments/jemalloc.py)
+
+# The imports below come after the restart on purpose.
 import json
 from pathlib import Path
 
@@ -59,6 +65,7 @@ def main(argv):
         training_task_type(config).check_config(config)  # before describing the model
         if jax.process_index() == 0:
             print(distributed.describe_devices(), flush=True)
+            print(f"malloc: {running_malloc()}", flush=True)
         language_model = config.get("task", "language_modeling") == "language_modeling"
         if language_model and config.model.kind == "transformer" and jax.process_index() == 0:
             print(f"attention: {describe_attention(config.model)}")

@@ -7,6 +7,11 @@ point of the run, which a timer could not give: a small run's steps take millise
 With ``SIGTERM`` it sends itself that signal instead, as a scheduler preempting it would.
 """
 
+from experiments.jemalloc import restart_under_jemalloc
+
+if __name__ == "__main__":  # as experiments.train does, before JAX is imported
+    restart_under_jemalloc("kill_at_step")
+
 import os
 import runpy
 import signal

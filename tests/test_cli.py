@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import pytest
 
+from experiments.jemalloc import library_to_preload
 from seqjax.training.metrics_log import read_metrics
 from tests.training_configs import damage_checkpoint, write_corpus
 
@@ -71,8 +72,15 @@ def trained_run(tmp_path_factory):
                      f"--compilation_cache={folder / 'compilation'}", check_ok=True,
                      env_changes=OWN_CACHE_ENV)
     assert "--- sample (best checkpoint, step 8) ---" in result.stdout
-    assert result.stdout.splitlines()[0] == "devices: cpu, 1 x cpu (1 process)", result.stdout
+    assert result.stdout.splitlines()[:2] == ["devices: cpu, 1 x cpu (1 process)",
+                                              f"malloc: {expected_malloc()}"], result.stdout
     return folder
+
+
+def expected_malloc():
+    """What ``experiments.train`` runs under here: jemalloc where it restarts under it."""
+    preloaded = "jemalloc" in os.environ.get("LD_PRELOAD", "")
+    return "jemalloc" if preloaded or library_to_preload(os.environ) else "system"
 
 
 def test_unknown_config_key(tmp_path):
@@ -85,6 +93,12 @@ def test_wrong_config_type(tmp_path):
     result = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
                      f"--workdir={tmp_path}", "--config.batch_size=abc")
     assert_one_line_error(result, "--config.batch_size=abc")
+
+
+def test_malloc_that_is_not_a_file(tmp_path):
+    result = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
+                     f"--workdir={tmp_path}", env_changes={"SEQJAX_MALLOC": str(tmp_path / "no.so")})
+    assert_one_line_error(result, "SEQJAX_MALLOC=", "'system'")
 
 
 def test_missing_config_file(tmp_path):
@@ -175,6 +189,24 @@ def test_compilation_cache_folder_choice(jax_without_cache_dir, tmp_path):
     # a folder JAX already has (JAX_COMPILATION_CACHE_DIR) wins
     assert enable_compilation_cache(str(tmp_path / "other")) == str(folder)
     assert not (tmp_path / "other").exists()
+
+
+def test_compilation_cache_stores_programs_that_compiled_a_fifth_of_a_second(
+        jax_without_cache_dir, tmp_path, monkeypatch):
+    from experiments.compilation_cache import MIN_COMPILE_SECONDS, enable_compilation_cache
+
+    name = "jax_persistent_cache_min_compile_time_secs"
+    tests_setting = getattr(jax.config, name)
+    try:
+        monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+        enable_compilation_cache(str(tmp_path / "cache"))
+        assert getattr(jax.config, name) == MIN_COMPILE_SECONDS == 0.2
+        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "3")  # the user's stays
+        jax.config.update(name, 3.0)
+        enable_compilation_cache(str(tmp_path / "cache"))
+        assert getattr(jax.config, name) == 3.0
+    finally:
+        jax.config.update(name, tests_setting)
 
 
 def test_workdir_of_a_different_model(trained_run):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from experiments.benchmarks.environment import describe_environment
 from experiments.benchmarks.report import Report
+from experiments.jemalloc import printed_malloc
 from seqjax.data import python_stdlib_files
 
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "results", "corpus_scale.json")
@@ -53,23 +54,27 @@ def write_corpus(path, num_chars):
 
 
 def run_training(corpus, workdir, cache_dir, num_steps):
-    """``(timing.json, wall seconds, peak RSS bytes)`` of one ``experiments.train`` process."""
+    """``(timing.json, wall seconds, peak RSS bytes, malloc)`` of one ``experiments.train``
+    process (its stdout goes to ``WORKDIR.log``)."""
     command = [sys.executable, "-m", "experiments.train",
                "--config=experiments/configs/quickstart.py", f"--workdir={workdir}",
                f"--config.data.corpus={corpus}", f"--config.num_steps={num_steps}",
                "--config.eval_every=1000000", "--config.checkpoint_every=1000000",
                "--config.sample.num_tokens=1", "--config.progress_bar=False"]
     environment = {**os.environ, "SEQJAX_CACHE_DIR": str(cache_dir)}
+    log = Path(f"{workdir}.log")
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    stderr = process.stderr.read()
+    with open(log, "w") as stdout:
+        process = subprocess.Popen(command, env=environment, stdout=stdout,
+                                   stderr=subprocess.PIPE, text=True)
+        stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"corpus_scale: training on {corpus} failed:\n{stderr[-2000:]}")
     timing = json.loads((Path(workdir) / "timing.json").read_text())
-    return timing, wall, usage.ru_maxrss * 1024  # Linux reports KiB
+    malloc = printed_malloc(log.read_text())
+    return timing, wall, usage.ru_maxrss * 1024, malloc  # Linux reports KiB
 
 
 def measure(size, folder, steps):
@@ -78,11 +83,11 @@ def measure(size, folder, steps):
     rows = []
     for name, workdir, num_steps in (("first", "run_a", steps), ("new run", "run_b", steps),
                                      ("resume", "run_b", 2 * steps)):
-        timing, wall, rss = run_training(corpus, folder / f"{size}_{workdir}", cache_dir,
-                                         num_steps)
+        timing, wall, rss, malloc = run_training(corpus, folder / f"{size}_{workdir}",
+                                                 cache_dir, num_steps)
         rows.append({"characters": size, "corpus_bytes": corpus.stat().st_size, "run": name,
                      "setup_s": timing["setup_s"], "compile_s": timing["compile_s"],
-                     "wall_s": round(wall, 2), "peak_rss_bytes": rss})
+                     "wall_s": round(wall, 2), "peak_rss_bytes": rss, "malloc": malloc})
         print(f"{size:,} chars, {name}: setup {timing['setup_s']:.2f} s, "
               f"peak RSS {rss / 2**30:.2f} GiB", file=sys.stderr, flush=True)
     return rows

@@ -36,6 +36,7 @@ import numpy as np
 
 from experiments.benchmarks.environment import describe_environment
 from experiments.configs import nanogpt_cpu
+from experiments.jemalloc import printed_malloc
 from seqjax.data import num_stream_windows, stream_windows
 from seqjax.data.corpora import resolve_data_dir
 
@@ -69,13 +70,14 @@ def prepare_nanogpt_data(nanogpt_dir):
 def run_seqjax(workdir, repo, compilation_cache="", seed=0, overrides=()):
     """One training run; ``compilation_cache``: JAX's cache folder ("" turns it off);
     ``overrides``: more ``--config.KEY=VALUE`` flags."""
-    seconds, _ = timed(
+    seconds, stdout = timed(
         [sys.executable, "-m", "experiments.train", "--config=experiments/configs/nanogpt_cpu.py",
          f"--workdir={workdir}", f"--compilation_cache={compilation_cache}",
          f"--config.seed={seed}", "--config.progress_bar=False", *overrides],
         repo, f"{workdir}.log")
     final = json.loads((Path(workdir) / "metrics.jsonl").read_text().splitlines()[-1])
-    return {"wall_s": round(seconds, 2), "timing": json.loads((Path(workdir) / "timing.json").read_text()),
+    return {"wall_s": round(seconds, 2), "malloc": printed_malloc(stdout),
+            "timing": json.loads((Path(workdir) / "timing.json").read_text()),
             "final_val_loss_whole_split": final["val_loss"]}
 
 
