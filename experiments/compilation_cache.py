@@ -6,8 +6,8 @@ without the cache -> a rerun with it: ``quickstart.py`` 15.1 s -> 10.7-11.0 s, `
 24.8-25.7 s -> 15.6-15.7 s; on an NVIDIA H200 one training step alone compiles in 23-55 s. JAX keys
 every entry by the program, the JAX version, the backend and the compiler flags, so a changed
 model, library or machine compiles afresh; programs that took at least 0.2 s to compile are
-stored (:data:`MIN_COMPILE_SECONDS`). JAX never evicts entries from the folder (1.2 MB after the runs above); delete it to
-clear it. On a GPU, JAX also keeps XLA's autotuning results there, fusion by fusion (its default
+stored (:data:`MIN_COMPILE_SECONDS`). JAX never evicts entries from the folder (1.2 MB after
+the runs above); delete it to clear it. On a GPU, JAX also keeps XLA's autotuning results there, fusion by fusion (its default
 ``jax_persistent_cache_enable_xla_caches``), so a changed model whose matrix products keep their
 shapes should skip most of the autotuning that dominates a GPU compile (not yet measured:
 ``experiments/benchmarks/gpu_session.sh``).

@@ -97,7 +97,8 @@ def test_wrong_config_type(tmp_path):
 
 def test_malloc_that_is_not_a_file(tmp_path):
     result = run_cli("experiments.train", "--config=experiments/configs/quickstart.py",
-                     f"--workdir={tmp_path}", env_changes={"SEQJAX_MALLOC": str(tmp_path / "no.so")})
+                     f"--workdir={tmp_path}",
+                     env_changes={"SEQJAX_MALLOC": str(tmp_path / "no.so")})
     assert_one_line_error(result, "SEQJAX_MALLOC=", "'system'")
 
 
