@@ -38,10 +38,11 @@ def library_to_preload(environ, platform=sys.platform, searched=SEARCHED):
     """
     choice = environ.get("SEQJAX_MALLOC", "jemalloc")
     if choice not in ("jemalloc", "system"):
-        if not os.path.isfile(choice) or any(c in choice for c in " :"):
+        path = os.path.abspath(choice)
+        if not os.path.isfile(path) or any(c in path for c in " :"):  # LD_PRELOAD splits there
             raise ValueError(f"SEQJAX_MALLOC={choice!r} is not a file whose path has no space or "
                              f"colon: give such a path of {LIBRARY}, 'jemalloc' or 'system'")
-        choice = os.path.abspath(choice)
+        choice = path
     if choice == "system" or platform != "linux" or environ.get("LD_PRELOAD", "").strip():
         return None
     if choice != "jemalloc":
