@@ -1,4 +1,6 @@
-"""Start the training command again under jemalloc, where the system has it.
+"""Start a training command again under jemalloc, where the system has it.
+
+``experiments.train`` and the reproductions (``experiments/reproductions/command.py``) do.
 
 A run without a compilation cache compiles its programs in the process. Under glibc's malloc
 that leaves the heap in thousands of small free pieces, and every training step after it runs
@@ -8,8 +10,9 @@ jemalloc keeping the memory it frees (:data:`KEEP_FREED`), both run equally fast
 
 A malloc is chosen before the interpreter starts, so :func:`restart_under_jemalloc` runs the
 same command again in the same process (``os.execv``: the same process id and arguments, the
-environment plus ``LD_PRELOAD`` and ``MALLOC_CONF``). Call it before the heavy imports: the
-restart then costs what starting Python costs, about 0.1 s. ``SEQJAX_MALLOC`` chooses:
+environment plus ``LD_PRELOAD`` and ``MALLOC_CONF``). Called before the heavy imports, as
+``experiments.train`` does, the restart costs what starting Python costs, about 0.1 s (the
+reproductions, whose runs take minutes, import JAX twice). ``SEQJAX_MALLOC`` chooses:
 
 - ``jemalloc`` (the default): jemalloc where one of :data:`SEARCHED` has it, else the running
   malloc. Debian and Ubuntu ship it as ``libjemalloc2``, Fedora and conda-forge as ``jemalloc``;

@@ -11,6 +11,8 @@ import time
 
 import jax
 
+from experiments.jemalloc import running_malloc
+
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
 
 
@@ -153,5 +155,6 @@ def describe_environment():
         "cpu": cpu_details(),
         "versions": library_versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "malloc": running_malloc(),
         "load_average": load_average(),
     }

@@ -19,6 +19,7 @@ from experiments.benchmarks.environment import describe_environment
 from experiments.cli_errors import flags_parser, user_errors_as_messages
 from experiments.compilation_cache import enable_compilation_cache
 from experiments.freed_memory import keep_freed_memory
+from experiments.jemalloc import restart_under_jemalloc
 from seqjax.errors import ConfigError
 
 
@@ -87,8 +88,9 @@ def reproduce(module, workdir, budget):
 
 def main(module):
     """The command line of a reproduction: ``python -m experiments.reproductions.NAME``."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
     name = module_name(module)
+    restart_under_jemalloc(name)  # its training steps then skip glibc's heap after compiling
+    os.environ.setdefault("MPLBACKEND", "Agg")
     define_flags()
 
     def command(argv):
