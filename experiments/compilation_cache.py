@@ -7,10 +7,10 @@ without the cache -> a rerun with it: ``quickstart.py`` 15.1 s -> 10.7-11.0 s, `
 every entry by the program, the JAX version, the backend and the compiler flags, so a changed
 model, library or machine compiles afresh; programs that took at least 0.2 s to compile are
 stored (:data:`MIN_COMPILE_SECONDS`). JAX never evicts entries from the folder (1.2 MB after
-the runs above); delete it to clear it. On a GPU, JAX also keeps XLA's autotuning results there, fusion by fusion (its default
-``jax_persistent_cache_enable_xla_caches``), so a changed model whose matrix products keep their
-shapes should skip most of the autotuning that dominates a GPU compile (not yet measured:
-``experiments/benchmarks/gpu_session.sh``).
+the runs above); delete it to clear it. On a GPU, JAX also keeps XLA's autotuning results
+there, fusion by fusion (its default ``jax_persistent_cache_enable_xla_caches``), so a changed
+model whose matrix products keep their shapes should skip most of the autotuning that dominates
+a GPU compile (not yet measured: ``experiments/benchmarks/gpu_session.sh``).
 
 Every tool that imports this module gets the flag ``--compilation_cache`` (default
 ``~/.cache/seqjax/compilation``; empty turns the cache off). ``JAX_COMPILATION_CACHE_DIR``, when
