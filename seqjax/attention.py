@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from seqjax.positional import apply_rotary
+from seqjax.precision import rounded_dot_general
 
 IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn", None)
 DEFAULT_IMPLEMENTATION = "auto"  # what a model config without attention_impl runs
@@ -43,8 +44,12 @@ def attend(weights, values):
 
     ``weights: [T_k]`` with ``values: [T_k]`` (scalar values) or ``[T_k, d_v]``; batched:
     ``weights [..., T_q, T_k] @ values [..., T_k, d_v] -> [..., T_q, d_v]``. The weights need
-    not sum to one (an exact-match lookup sums every matching value).
+    not sum to one (an exact-match lookup sums every matching value). Stacks of matrices
+    multiply by :func:`~seqjax.precision.rounded_dot_general` (the same product; in bfloat16,
+    the form a CPU runs at its bfloat16 rate).
     """
+    if values.ndim == weights.ndim >= 2:  # stacks of matrices, e.g. [B, N, T_q, T_k]
+        return jnp.einsum("...qk,...kd->...qd", weights, values, _dot_general=rounded_dot_general)
     return jnp.matmul(weights, values)
 
 
@@ -67,7 +72,8 @@ def attention_weights(q, k, mask=None):
 
     A query row whose keys are all masked gets uniform weights (never NaN).
     """
-    scores = jnp.einsum("...qd,...kd->...qk", q, k) / math.sqrt(q.shape[-1])
+    scores = jnp.einsum("...qd,...kd->...qk", q, k, _dot_general=rounded_dot_general)
+    scores = scores / math.sqrt(q.shape[-1])
     return masked_softmax(scores, mask)
 
 
@@ -389,7 +395,7 @@ class HeadsProjection(nn.Module):
         shape = (width, self.num_heads, width // self.num_heads)
         kernel = self.param("kernel", self.kernel_init, shape)
         x, kernel = promote_dtype(x, kernel, dtype=self.dtype)
-        y = jnp.einsum("...w,wnh->...nh", x, kernel)
+        y = jnp.einsum("...w,wnh->...nh", x, kernel, _dot_general=rounded_dot_general)
         if self.use_bias:  # stored flat: every bias is 1-D (weight decay skips 1-D params)
             bias = self.param("bias", nn.initializers.zeros, (width,)).astype(self.dtype)
             y = y + bias.reshape(shape[1:])
@@ -410,7 +416,7 @@ class MergeHeadsProjection(nn.Module):
         shape = (num_heads, head_dim, num_heads * head_dim)
         kernel = self.param("kernel", self.kernel_init, shape)
         heads, kernel = promote_dtype(heads, kernel, dtype=self.dtype)
-        y = jnp.einsum("...nh,nhw->...w", heads, kernel)
+        y = jnp.einsum("...nh,nhw->...w", heads, kernel, _dot_general=rounded_dot_general)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, shape[-1:]).astype(self.dtype)
         return y

@@ -11,8 +11,8 @@ import jax
 import pytest
 
 from experiments.benchmarks import (
-    compile_time, corpus_scale, decode_speed, evaluation, gpu_target, nanogpt_fidelity,
-    parallel_scan, recurrent, recurrent_contenders, step_roofline, transformer,
+    compile_time, corpus_scale, decode_speed, evaluation, gpu_target, mixed_precision,
+    nanogpt_fidelity, parallel_scan, recurrent, recurrent_contenders, step_roofline, transformer,
 )
 from experiments.benchmarks.environment import matmul_precision_for_backend
 from experiments.benchmarks.report import Report
@@ -232,6 +232,9 @@ ENTRY %main (a: f32[4,5], b: f32[5,6]) -> f32[4,6] {
   %d1 = f32[4,6]{1,0} dot(%a, %b), lhs_contracting_dims={1}, rhs_contracting_dims={0}, metadata={op_name="x"}
   %d2 = f32[4,6]{1,0} dot(%a, %b), lhs_contracting_dims={1}, rhs_contracting_dims={0}
   %d3 = f32[4,6]{1,0} dot(%a, %c), lhs_contracting_dims={1}, rhs_contracting_dims={1}
+  %e = bf16[4,5]{1,0} parameter(3)
+  %f16 = bf16[5,6]{1,0} parameter(4)
+  %d4 = f32[4,6]{1,0} dot(%e, %f16), lhs_contracting_dims={1}, rhs_contracting_dims={0}
   %g = (f32[4,6]{1,0}, s8[0]{0}) custom-call(%a, %b), custom_call_target="__cublas$gemm"
   %f = f32[4,6]{1,0} fusion(%a, %b), kind=kCustom, backend_config={"fusion_backend_config":{"kind":"__triton_gemm"}}
   %n = f32[4,6]{1,0} fusion(%a, %b), kind=kCustom, backend_config={"fusion_backend_config":{"kind":"__triton_nested_gemm_fusion"}}
@@ -239,9 +242,10 @@ ENTRY %main (a: f32[4,5], b: f32[5,6]) -> f32[4,6] {
   ROOT %t = f32[4,6]{1,0} get-tuple-element(%g), index=0
 }"""
     size = compile_time.hlo_size(text)
-    assert (size["dot"], size["distinct_dots"], size["fusion"]) == (3, 2, 3)
+    assert (size["dot"], size["distinct_dots"], size["fusion"]) == (4, 3, 3)
     assert size["custom_call_targets"] == {"__cublas$gemm": 1} and size["triton_gemm_fusions"] == 2
-    assert size["instructions"] == 11
+    assert size["dot_operand_dtypes"] == {"f32 x f32": 3, "bf16 x bf16": 1}
+    assert size["instructions"] == 14
 
 
 def test_compile_time_compiles_from_abstract_arguments_placed_on_a_device():
@@ -362,6 +366,32 @@ def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, c
     assert max(losses) - min(losses) <= 1e-6 * losses[0]
     assert report["rows"][0]["speed_up"] == 1.0
     assert "| one program, 3 window(s) per pass |" in capsys.readouterr().out
+
+
+def test_quick_mixed_precision_benchmark_times_both_dtypes_from_the_same_start(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
+    config_file = tmp_path / "tiny_transformer.py"
+    config_file.write_text(
+        "from experiments.configs.defaults import transformer_model\n"
+        "from tests.training_configs import tiny_config\n\n\n"
+        "def get_config():\n"
+        f"    config = tiny_config({str(corpus)!r}, eval_batches=0, batch_size=2, seq_len=8)\n"
+        "    config.model = transformer_model(num_layers=1, num_heads=2, width=16)\n"
+        "    return config\n")
+    out = tmp_path / "mixed_precision.json"
+    mixed_precision.main(["--config", str(config_file), "--steps", "2", "--repeats", "1",
+                          "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["environment"]["cpu"] is not None
+    assert [row["name"] for row in report["rows"]] == [
+        "steps, float32", "steps, bfloat16", "evaluation, float32", "evaluation, bfloat16"]
+    products = report["settings"]["dot_operand_dtypes"]
+    assert set(products["float32"]) == {"f32 x f32"} and "bf16 x bf16" in products["bfloat16"]
+    losses = report["settings"]["val_loss"]  # the same parameters: bfloat16 rounding apart
+    assert losses["float32"] != losses["bfloat16"]
+    assert abs(losses["float32"] - losses["bfloat16"]) < 0.02 * losses["float32"]
+    assert "| evaluation, bfloat16 |" in capsys.readouterr().out
 
 
 def test_corpus_scale_writes_a_corpus_of_the_size_asked(tmp_path):

@@ -13,7 +13,7 @@ from seqjax.generation import beam_search, fed_length, feed_prompt, generate, mo
 from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
 from seqjax.data.tokenizers import CharTokenizer
 from seqjax.positional import POSITIONAL_KINDS
-from seqjax.precision import float32_output_dot_general
+from seqjax.precision import einsum_axes, float32_output_dot_general, rounded_dot_general
 from seqjax.text_generation import TrainedRun, beam_text, continue_text
 
 VOCAB_SIZE, CONTEXT_LENGTH = 11, 12
@@ -314,8 +314,11 @@ def test_bfloat16_runs_the_products_in_bfloat16_with_float32_params_and_logits(t
         return jnp.mean(jax.nn.logsumexp(logits, axis=-1))
 
     hlo = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
-    operands = re.findall(r"dot_general[^\n]*: \((tensor<[^)]*)\)", hlo)
-    assert operands and all("f32>" not in pair for pair in operands)  # forward and backward
+    products = re.findall(r"dot_general[^\n]*: \((tensor<[^)]*)\) -> (tensor<[^>]*>)", hlo)
+    assert products and all("f32>" not in pair for pair, _ in products)  # forward and backward
+    # Each asks for its float32 sum, which XLA:CPU computes at the bfloat16 rate where the CPU
+    # has one (rounding it after); a bfloat16 result it would widen to float32 products.
+    assert all(result.endswith("xf32>") for _, result in products)
     logits, _ = mixed.apply(variables, tokens)
     reference, _ = model.apply(variables, tokens)
     assert logits.dtype == jnp.float32
@@ -437,6 +440,50 @@ def test_the_float32_output_product_and_its_gradients():
     for got, want in zip(vjp(cotangent), vjp16(cotangent.astype(jnp.bfloat16))):
         assert got.dtype == jnp.bfloat16
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_rounded_product_and_its_gradients():
+    """Float32 operands: exactly ``dot_general``. bfloat16 operands: the float32 sum rounded to
+    bfloat16, and gradients within one bfloat16 rounding of autodiff's bfloat16 products."""
+    a, b = random_normal_pair(8)
+    numbers = (((1,), (1,)), ((), ()))
+
+    def through(product, a, b):
+        return jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(product(a, b, numbers))),
+                                  argnums=(0, 1))(a, b)
+
+    (value, grads), (expected, expected_grads) = (
+        through(rounded_dot_general, a, b), through(jax.lax.dot_general, a, b))
+    np.testing.assert_array_equal(value, expected)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_array_equal(got, want)
+    a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+    out = rounded_dot_general(a16, b16, numbers)
+    float32_sum = jax.lax.dot_general(a16.astype(jnp.float32), b16.astype(jnp.float32), numbers)
+    assert out.dtype == jnp.bfloat16
+    one_rounding = dict(rtol=2.0 ** -8, atol=1e-6)  # bfloat16 keeps 8 significant bits
+    np.testing.assert_allclose(out.astype(jnp.float32), float32_sum, **one_rounding)
+    cotangent = jnp.cos(out)
+    _, vjp = jax.vjp(lambda a, b: rounded_dot_general(a, b, numbers), a16, b16)
+    _, vjp16 = jax.vjp(lambda a, b: jax.lax.dot_general(a, b, numbers), a16, b16)
+    for got, want in zip(vjp(cotangent), vjp16(cotangent)):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(got.astype(jnp.float32), want.astype(jnp.float32),
+                                   **one_rounding)
+
+
+@pytest.mark.parametrize("shapes,numbers", [
+    (((5, 12), (7, 12)), (((1,), (1,)), ((), ()))),  # x W^T
+    (((12, 5), (12, 7)), (((0,), (0,)), ((), ()))),  # x^T dy: a weight gradient
+    (((3, 4, 6), (4, 6, 5)), (((1, 2), (0, 1)), ((), ()))),  # merging heads
+    (((2, 3, 4, 6), (2, 3, 5, 6)), (((3,), (3,)), ((0, 1), (0, 1)))),  # Q K^T per head
+    (((2, 6, 3, 4), (3, 5, 2, 4)), (((3,), (3,)), ((2, 0), (0, 2)))),  # batch axes anywhere
+])
+def test_einsum_axes_computes_what_dot_general_computes(shapes, numbers):
+    a, b = (jax.random.normal(jax.random.PRNGKey(seed), shape) for seed, shape in enumerate(shapes))
+    lhs, rhs, out = einsum_axes(a.ndim, b.ndim, numbers)
+    np.testing.assert_allclose(jnp.einsum(f"{lhs},{rhs}->{out}", a, b),
+                               jax.lax.dot_general(a, b, numbers), rtol=1e-5, atol=1e-5)
 
 
 def random_normal_pair(seed):

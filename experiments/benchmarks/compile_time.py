@@ -137,9 +137,12 @@ def hlo_size(compiled_text):
     ``distinct_dots``, those that differ in operand shapes or dimensions), custom calls by
     target, and Triton GEMM fusions. On a CPU the matrix products stay dots; on a GPU XLA turns
     them into cuBLAS custom calls (``__cublas$gemm``) or Triton GEMM fusions (``__triton_gemm``,
-    ``__triton_nested_gemm_fusion``; their dots still count as dots), which it autotunes."""
+    ``__triton_nested_gemm_fusion``; their dots still count as dots), which it autotunes.
+    ``dot_operand_dtypes`` counts the dots by their operands' dtypes (``"bf16 x bf16"``): the
+    products XLA left in a dtype or widened to float32."""
     instruction = r"^\s*(?:ROOT\s+)?%?(\S+)\s=\s(.*?)\s([a-z][\w-]*)\(([^)]*)\)(.*)$"
     shapes, opcodes, dots, targets = {}, collections.Counter(), set(), collections.Counter()
+    operand_dtypes = collections.Counter()
     for name, result, opcode, operands, attributes in re.findall(instruction, compiled_text, re.M):
         shapes[name] = result.split("{")[0]
         opcodes[opcode] += 1
@@ -147,11 +150,13 @@ def hlo_size(compiled_text):
             operand_shapes = tuple(shapes.get(o.strip().lstrip("%"), "?") for o in operands.split(","))
             dimensions = re.sub(r", metadata=\{.*", "", attributes)
             dots.add((shapes[name], operand_shapes, dimensions))
+            operand_dtypes[" x ".join(shape.split("[")[0] for shape in operand_shapes)] += 1
         if opcode == "custom-call":
             targets.update(re.findall(r'custom_call_target="([^"]+)"', attributes))
     return {"instructions": sum(opcodes.values()), "fusion": opcodes["fusion"],
             "while": opcodes["while"], "dot": opcodes["dot"], "distinct_dots": len(dots),
             "custom-call": opcodes["custom-call"], "custom_call_targets": dict(targets),
+            "dot_operand_dtypes": dict(operand_dtypes),
             "triton_gemm_fusions": len(re.findall(r'"kind":"__triton(?:_nested)?_gemm', compiled_text))}
 
 

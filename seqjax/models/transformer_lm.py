@@ -40,7 +40,9 @@ import jax.numpy as jnp
 from seqjax.attention import (
     DEFAULT_IMPLEMENTATION, MultiHeadSelfAttention, describe_implementation, init_kv_cache,
 )
-from seqjax.precision import compute_dtype, float32_output_dot_general, model_dtype_name
+from seqjax.precision import (
+    compute_dtype, float32_output_dot_general, model_dtype_name, rounded_dot_general,
+)
 from seqjax.positional import (
     LearnedPositionalEmbedding,
     check_positional_kind,
@@ -71,12 +73,13 @@ class MLP(nn.Module):
         tokens = x.reshape(-1, width)  # [B * T, W]
         hidden = nn.Dense(
             self.mlp_ratio * width, use_bias=self.use_bias, dtype=self.dtype,
-            kernel_init=nn.initializers.normal(INIT_STD), name="expand",
+            kernel_init=nn.initializers.normal(INIT_STD), dot_general=rounded_dot_general,
+            name="expand",
         )(tokens)
         hidden = nn.gelu(hidden, approximate=False)
         out = nn.Dense(
             width, use_bias=self.use_bias, dtype=self.dtype, kernel_init=self.output_init,
-            name="contract",
+            dot_general=rounded_dot_general, name="contract",
         )(hidden)
         return nn.Dropout(self.dropout)(out.reshape(x.shape), deterministic=deterministic)
 
