@@ -81,51 +81,69 @@ def float32_output_dot_general(lhs, rhs, dimension_numbers, precision=None,
 
 
 def rounded_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """``jax.lax.dot_general`` as autocast computes it (a Flax layer's ``dot_general``): the
-    float32 sum of the operands' products, rounded to their dtype, and the gradient products
-    the same from the cotangent rounded to it. Exactly ``dot_general`` for float32 operands.
+    """``jax.lax.dot_general`` as autocast computes it (a Flax layer's ``dot_general``).
 
-    On a CPU it asks XLA for the float32 sum and rounds it after: XLA:CPU runs a bfloat16
-    product at the CPU's bfloat16 rate (``avx512_bf16``, AMX) only then, and widens one with a
-    bfloat16 result to float32, operands and all (a Zen 4, ``[768, 128] x [128, 512]``: 0.31
-    against 0.70 ms; ``experiments.benchmarks.mixed_precision``). Elsewhere it is the plain
-    ``dot_general``. The numbers are the same up to the order of the float32 sums.
+    For 16-bit float operands of one dtype ``d`` (bfloat16), on a CPU::
+
+        out = d( sum_k lhs * rhs )          the sum in float32, rounded to d after
+
+    and its gradients are the same kind of product (:func:`_product_gradients`). XLA:CPU runs
+    a bfloat16 product at the CPU's bfloat16 rate (``avx512_bf16``) only when asked for the
+    float32 sum; one with a bfloat16 result it widens to float32, operands and all (a scratch
+    timing on a Zen 4, ``[768, 128] x [128, 512]``: 0.31 against 0.70 ms). The numbers are
+    ``dot_general``'s up to the order of the float32 sums. Every other case (float32 operands,
+    mixed or integer dtypes, a ``preferred_element_type``, another platform) is the plain
+    ``dot_general``.
     """
-    del preferred_element_type  # the operands' dtype
-    plain = partial(jax.lax.dot_general, dimension_numbers=dimension_numbers, precision=precision)
-    if jnp.result_type(lhs, rhs) == jnp.float32:
+    plain = partial(jax.lax.dot_general, dimension_numbers=dimension_numbers, precision=precision,
+                    preferred_element_type=preferred_element_type)
+    asked_wider = preferred_element_type not in (None, lhs.dtype)  # einsum passes its dtype
+    if asked_wider or not _low_precision_pair(lhs, rhs):
         return plain(lhs, rhs)
     on_cpu = lambda lhs, rhs: _rounded_product(lhs, rhs, dimension_numbers, precision)
     return jax.lax.platform_dependent(lhs, rhs, cpu=on_cpu, default=plain)
 
 
+def _low_precision_pair(lhs, rhs):
+    """Whether both operands are one 16-bit float dtype (bfloat16, float16)."""
+    dtype = jnp.dtype(lhs.dtype)
+    return dtype == rhs.dtype and jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize == 2
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _float32_output_product(lhs, rhs, dimension_numbers, precision):
+    """``sum_k lhs * rhs`` in float32, returned unrounded (gradients: _product_gradients)."""
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision,
                                preferred_element_type=jnp.float32)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _rounded_product(lhs, rhs, dimension_numbers, precision):
-    dtype = jnp.result_type(lhs, rhs)
-    return _float32_output_product(lhs, rhs, dimension_numbers, precision).astype(dtype)
+    """``d(sum_k lhs * rhs)``: the float32 sum rounded to the operands' dtype ``d``."""
+    return _float32_output_product(lhs, rhs, dimension_numbers, precision).astype(lhs.dtype)
 
 
 def _keep_operands(product):
+    """The forward rule of a product's ``custom_vjp``: its value, and the operands as residuals."""
     return lambda lhs, rhs, numbers, precision: (product(lhs, rhs, numbers, precision), (lhs, rhs))
 
 
 def _product_gradients(dimension_numbers, precision, operands, cotangent):
-    """The two gradient products of ``dot_general`` from the cotangent rounded to the operands'
-    dtype: JAX's own transposition, in which a CPU widens bfloat16 products to float32; on a
-    CPU in bfloat16 instead each the float32 sum of bfloat16 products, rounded after."""
+    """The gradients of ``out = sum_k lhs * rhs`` from ``c``, the cotangent rounded to the
+    operands' dtype ``d``, as autocast computes them::
+
+        d_lhs = d( sum c * rhs ),   d_rhs = d( sum c * lhs )      (sums over out's other axes)
+
+    On a CPU with 16-bit float operands each sum runs in float32 and is rounded after (the form
+    XLA:CPU runs at the bfloat16 rate); otherwise they are JAX's own transposition.
+    """
     lhs, rhs = operands
     dtype = jnp.result_type(lhs, rhs)
     cotangent = cotangent.astype(dtype)
     product = partial(jax.lax.dot_general, dimension_numbers=dimension_numbers,
                       precision=precision)
     transposed = lambda cotangent: jax.vjp(product, lhs, rhs)[1](cotangent)
-    if dtype == jnp.float32:
+    if not _low_precision_pair(lhs, rhs):
         return transposed(cotangent)
     lhs_axes, rhs_axes, out_axes = einsum_axes(lhs.ndim, rhs.ndim, dimension_numbers)
 
@@ -134,7 +152,9 @@ def _product_gradients(dimension_numbers, precision, operands, cotangent):
                             precision=precision, preferred_element_type=jnp.float32)
         return summed.astype(dtype)
 
-    on_cpu = lambda cotangent: (gradient(rhs, rhs_axes, lhs_axes), gradient(lhs, lhs_axes, rhs_axes))
+    def on_cpu(cotangent):
+        return gradient(rhs, rhs_axes, lhs_axes), gradient(lhs, lhs_axes, rhs_axes)
+
     return jax.lax.platform_dependent(cotangent, cpu=on_cpu, default=transposed)
 
 
@@ -143,17 +163,18 @@ def einsum_axes(lhs_ndim, rhs_ndim, dimension_numbers):
     output is the batch axes, then the free axes of ``lhs``, then those of ``rhs``."""
     (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
     letters = iter("abcdefghijklmnopqrstuvwxyz")
-    lhs, rhs = [None] * lhs_ndim, [None] * rhs_ndim
+    lhs_letters, rhs_letters = [None] * lhs_ndim, [None] * rhs_ndim
     for lhs_axis, rhs_axis in zip((*lhs_batch, *lhs_contract), (*rhs_batch, *rhs_contract)):
-        lhs[lhs_axis] = rhs[rhs_axis] = next(letters)
-    lhs_free = [axis for axis in range(lhs_ndim) if lhs[axis] is None]
-    rhs_free = [axis for axis in range(rhs_ndim) if rhs[axis] is None]
+        lhs_letters[lhs_axis] = rhs_letters[rhs_axis] = next(letters)
+    lhs_free = [axis for axis in range(lhs_ndim) if lhs_letters[axis] is None]
+    rhs_free = [axis for axis in range(rhs_ndim) if rhs_letters[axis] is None]
     for axis in lhs_free:
-        lhs[axis] = next(letters)
+        lhs_letters[axis] = next(letters)
     for axis in rhs_free:
-        rhs[axis] = next(letters)
-    out = [lhs[axis] for axis in lhs_batch] + [lhs[a] for a in lhs_free] + [rhs[a] for a in rhs_free]
-    return "".join(lhs), "".join(rhs), "".join(out)
+        rhs_letters[axis] = next(letters)
+    out_letters = ([lhs_letters[axis] for axis in (*lhs_batch, *lhs_free)]
+                   + [rhs_letters[axis] for axis in rhs_free])
+    return "".join(lhs_letters), "".join(rhs_letters), "".join(out_letters)
 
 
 _float32_output_product.defvjp(_keep_operands(_float32_output_product), _product_gradients)

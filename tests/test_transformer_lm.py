@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from seqjax.attention import attend
 from seqjax.generation import beam_search, fed_length, feed_prompt, generate, model_step_fn
 from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
 from seqjax.data.tokenizers import CharTokenizer
@@ -442,11 +443,24 @@ def test_the_float32_output_product_and_its_gradients():
         np.testing.assert_array_equal(got, want)
 
 
-def test_the_rounded_product_and_its_gradients():
+PRODUCT_LAYOUTS = [  # (lhs shape, rhs shape), dot_general's dimension_numbers
+    (((5, 12), (7, 12)), (((1,), (1,)), ((), ()))),  # x W^T
+    (((12, 5), (12, 7)), (((0,), (0,)), ((), ()))),  # x^T dy: a weight gradient
+    (((3, 4, 6), (4, 6, 5)), (((1, 2), (0, 1)), ((), ()))),  # merging heads
+    (((2, 3, 4, 6), (2, 3, 5, 6)), (((3,), (3,)), ((0, 1), (0, 1)))),  # Q K^T per head
+    (((2, 6, 3, 4), (3, 5, 2, 4)), (((3,), (3,)), ((2, 0), (0, 2)))),  # batch axes anywhere
+]
+
+
+def random_operands(shapes):
+    return [jax.random.normal(jax.random.PRNGKey(seed), shape) for seed, shape in enumerate(shapes)]
+
+
+@pytest.mark.parametrize("shapes,numbers", PRODUCT_LAYOUTS)
+def test_the_rounded_product_and_its_gradients(shapes, numbers):
     """Float32 operands: exactly ``dot_general``. bfloat16 operands: the float32 sum rounded to
     bfloat16, and gradients within one bfloat16 rounding of autodiff's bfloat16 products."""
-    a, b = random_normal_pair(8)
-    numbers = (((1,), (1,)), ((), ()))
+    a, b = random_operands(shapes)
 
     def through(product, a, b):
         return jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(product(a, b, numbers))),
@@ -467,20 +481,28 @@ def test_the_rounded_product_and_its_gradients():
     _, vjp = jax.vjp(lambda a, b: rounded_dot_general(a, b, numbers), a16, b16)
     _, vjp16 = jax.vjp(lambda a, b: jax.lax.dot_general(a, b, numbers), a16, b16)
     for got, want in zip(vjp(cotangent), vjp16(cotangent)):
-        assert got.dtype == jnp.bfloat16
+        assert got.dtype == jnp.bfloat16 and got.shape == want.shape
         np.testing.assert_allclose(got.astype(jnp.float32), want.astype(jnp.float32),
                                    **one_rounding)
 
 
-@pytest.mark.parametrize("shapes,numbers", [
-    (((5, 12), (7, 12)), (((1,), (1,)), ((), ()))),  # x W^T
-    (((12, 5), (12, 7)), (((0,), (0,)), ((), ()))),  # x^T dy: a weight gradient
-    (((3, 4, 6), (4, 6, 5)), (((1, 2), (0, 1)), ((), ()))),  # merging heads
-    (((2, 3, 4, 6), (2, 3, 5, 6)), (((3,), (3,)), ((0, 1), (0, 1)))),  # Q K^T per head
-    (((2, 6, 3, 4), (3, 5, 2, 4)), (((3,), (3,)), ((2, 0), (0, 2)))),  # batch axes anywhere
-])
+def test_the_rounded_product_leaves_other_dtypes_and_a_wider_result_to_dot_general():
+    numbers = (((1,), (0,)), ((), ()))
+    big = jnp.asarray([[2 ** 23, 2 ** 23 + 1]], jnp.int32)  # the sum 2^24 + 1 is exact in int32
+    np.testing.assert_array_equal(rounded_dot_general(big, jnp.ones((2, 1), jnp.int32), numbers),
+                                  [[2 ** 24 + 1]])
+    a16, ones16 = jnp.asarray([[256.0, 1.0]], jnp.bfloat16), jnp.ones((2, 1), jnp.bfloat16)
+    wide = rounded_dot_general(a16, ones16, numbers, preferred_element_type=jnp.float32)
+    assert wide.dtype == jnp.float32 and wide[0, 0] == 257.0  # 257 is not a bfloat16
+    weights = jnp.ones((2, 3, 4), jnp.int32)  # integer weights over bfloat16 values
+    values = jnp.ones((2, 4, 5), jnp.bfloat16)
+    grad = jax.jit(jax.grad(lambda v: attend(weights, v).astype(jnp.float32).sum()))(values)
+    assert grad.dtype == jnp.bfloat16 and np.all(np.asarray(grad, np.float32) == 3.0)
+
+
+@pytest.mark.parametrize("shapes,numbers", PRODUCT_LAYOUTS)
 def test_einsum_axes_computes_what_dot_general_computes(shapes, numbers):
-    a, b = (jax.random.normal(jax.random.PRNGKey(seed), shape) for seed, shape in enumerate(shapes))
+    a, b = random_operands(shapes)
     lhs, rhs, out = einsum_axes(a.ndim, b.ndim, numbers)
     np.testing.assert_allclose(jnp.einsum(f"{lhs},{rhs}->{out}", a, b),
                                jax.lax.dot_general(a, b, numbers), rtol=1e-5, atol=1e-5)
