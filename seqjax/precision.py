@@ -21,6 +21,7 @@ multiply by them with :func:`matmul`, which rounds the other operand to the weig
 returns float32. With float32 weights both are the identity.
 """
 
+import math
 from functools import partial
 
 import jax
@@ -57,16 +58,22 @@ def matmul(weights, x):
     """``weights @ x`` in the weights' dtype (``x`` is rounded to it), returned in at least
     float32: a bfloat16 product for bfloat16 weights, exactly ``weights @ x`` for float32.
 
-    The product's own sum runs in float32 inside XLA's bfloat16 dot on CPUs and GPUs; only its
-    result is rounded. Its gradient products run in the weights' dtype too."""
-    result = jnp.matmul(weights, x.astype(weights.dtype))
+    The product's own sum runs in float32 (on a CPU at its bfloat16 rate:
+    :func:`rounded_dot_general`); only its result is rounded. Its gradient products run in the
+    weights' dtype too."""
+    x = x.astype(weights.dtype)
+    if weights.ndim == 2 and x.ndim in (1, 2):  # [G, I] @ [I] or [G, I] @ [I, B]
+        result = rounded_dot_general(weights, x, (((1,), (0,)), ((), ())))
+    else:
+        result = jnp.matmul(weights, x)
     return result.astype(jnp.promote_types(weights.dtype, jnp.float32))
 
 
 def einsum(spec, a, b, dtype):
     """``jnp.einsum(spec, a, b)`` with both operands rounded to ``dtype``, returned in at least
-    float32 (the hand-written gradients of :mod:`seqjax.recurrent.fused_bptt` use it)."""
-    result = jnp.einsum(spec, a.astype(dtype), b.astype(dtype))
+    float32 (the hand-written gradients of :mod:`seqjax.recurrent.fused_bptt` use it); the
+    product is :func:`rounded_dot_general`'s."""
+    result = jnp.einsum(spec, a.astype(dtype), b.astype(dtype), _dot_general=rounded_dot_general)
     return result.astype(jnp.promote_types(dtype, jnp.float32))
 
 
@@ -120,7 +127,30 @@ def _float32_output_product(lhs, rhs, dimension_numbers, precision):
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _rounded_product(lhs, rhs, dimension_numbers, precision):
     """``d(sum_k lhs * rhs)``: the float32 sum rounded to the operands' dtype ``d``."""
-    return _float32_output_product(lhs, rhs, dimension_numbers, precision).astype(lhs.dtype)
+    return _matrix_product(lhs, rhs, dimension_numbers, precision).astype(lhs.dtype)
+
+
+def _matrix_product(lhs, rhs, dimension_numbers, precision):
+    """``dot_general``'s float32 sum computed as ``[M, K] @ [K, N]`` (``[B, M, K] @ [B, K, N]``
+    with batch axes), each operand's free and summed axes merged into one by a reshape.
+
+    XLA:CPU merges such axes itself, but after it has chosen which bfloat16 products to widen
+    to float32; a product it then cannot run fails (JAX 0.10.2: ``gi,gtb->itb``, "Unsupported
+    element type for DotThunk::Execute: BF16 x BF16 = F32"). Merged here, it decides on the
+    product it runs."""
+    (lhs_summed, rhs_summed), (lhs_batch, rhs_batch) = dimension_numbers
+    lhs_free = [axis for axis in range(lhs.ndim) if axis not in (*lhs_summed, *lhs_batch)]
+    rhs_free = [axis for axis in range(rhs.ndim) if axis not in (*rhs_summed, *rhs_batch)]
+    out_shape = [lhs.shape[axis] for axis in (*lhs_batch, *lhs_free)] + [
+        rhs.shape[axis] for axis in rhs_free]
+    size = lambda x, axes: math.prod(x.shape[axis] for axis in axes)
+    batch = [size(lhs, lhs_batch)] if lhs_batch else []
+    rows, summed, columns = size(lhs, lhs_free), size(lhs, lhs_summed), size(rhs, rhs_free)
+    lhs = jnp.transpose(lhs, (*lhs_batch, *lhs_free, *lhs_summed)).reshape(*batch, rows, summed)
+    rhs = jnp.transpose(rhs, (*rhs_batch, *rhs_summed, *rhs_free)).reshape(*batch, summed, columns)
+    numbers = (((lhs.ndim - 1,), (rhs.ndim - 2,)), ((0,), (0,)) if batch else ((), ()))
+    out = jax.lax.dot_general(lhs, rhs, numbers, precision, preferred_element_type=jnp.float32)
+    return out.reshape(out_shape)
 
 
 def _keep_operands(product):
@@ -148,9 +178,9 @@ def _product_gradients(dimension_numbers, precision, operands, cotangent):
     lhs_axes, rhs_axes, out_axes = einsum_axes(lhs.ndim, rhs.ndim, dimension_numbers)
 
     def gradient(other, other_axes, wanted_axes):
-        summed = jnp.einsum(f"{out_axes},{other_axes}->{wanted_axes}", cotangent, other,
-                            precision=precision, preferred_element_type=jnp.float32)
-        return summed.astype(dtype)
+        spec = f"{out_axes},{other_axes}->{wanted_axes}"
+        return jnp.einsum(spec, cotangent, other, precision=precision,
+                          _dot_general=rounded_dot_general)
 
     def on_cpu(cotangent):
         return gradient(rhs, rhs_axes, lhs_axes), gradient(lhs, lhs_axes, rhs_axes)
