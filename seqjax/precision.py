@@ -11,9 +11,9 @@ Every model's output layer (the logits' or predictions' product) multiplies in t
 dtype and returns float32 (:data:`float32_output_dot_general`), so the loss, a softmax over the
 vocabulary and a beam's log-probability are never rounded to bfloat16.
 
-A Transformer's other products (projections, MLP, attention) are :func:`rounded_dot_general`:
-autocast's product, computed on a CPU as a float32 sum rounded after, the form XLA:CPU runs at
-the CPU's bfloat16 rate.
+Every other product (a Transformer's projections, MLP and attention; :func:`matmul` and
+:func:`einsum`) is :func:`rounded_dot_general`: autocast's product, computed on a CPU as a
+float32 sum rounded after, the form XLA:CPU runs at the CPU's bfloat16 rate.
 
 The recurrent cells are pure functions of their parameter dict, so for them the policy is two
 functions: :func:`compute_weights` casts a cell's matrices to the compute dtype, and the cells
@@ -99,7 +99,7 @@ def rounded_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_e
     float32 sum; one with a bfloat16 result it widens to float32, operands and all (a scratch
     timing on a Zen 4, ``[768, 128] x [128, 512]``: 0.31 against 0.70 ms). The numbers are
     ``dot_general``'s up to the order of the float32 sums. Every other case (float32 operands,
-    mixed or integer dtypes, a ``preferred_element_type``, another platform) is the plain
+    mixed or integer dtypes, a wider ``preferred_element_type``, another platform) is the plain
     ``dot_general``.
     """
     plain = partial(jax.lax.dot_general, dimension_numbers=dimension_numbers, precision=precision,
