@@ -58,11 +58,13 @@ def matmul(weights, x):
     """``weights @ x`` in the weights' dtype (``x`` is rounded to it), returned in at least
     float32: a bfloat16 product for bfloat16 weights, exactly ``weights @ x`` for float32.
 
-    The product's own sum runs in float32 (on a CPU at its bfloat16 rate:
-    :func:`rounded_dot_general`); only its result is rounded. Its gradient products run in the
-    weights' dtype too."""
+    The product's own sum runs in float32 (for ``x`` of ``[I, B]``, on a CPU at its bfloat16
+    rate: :func:`rounded_dot_general`); only its result is rounded. Its gradient products run
+    in the weights' dtype too."""
     x = x.astype(weights.dtype)
-    if weights.ndim == 2 and x.ndim in (1, 2):  # [G, I] @ [I] or [G, I] @ [I, B]
+    # [G, I] @ [I, B] (the fused BPTT). Not one example's [G, I] @ [I]: under vmap, a custom
+    # gradient would sum one rank-1 product per example for the weights' gradient.
+    if weights.ndim == 2 and x.ndim == 2:
         result = rounded_dot_general(weights, x, (((1,), (0,)), ((), ())))
     else:
         result = jnp.matmul(weights, x)
@@ -131,24 +133,33 @@ def _rounded_product(lhs, rhs, dimension_numbers, precision):
 
 
 def _matrix_product(lhs, rhs, dimension_numbers, precision):
-    """``dot_general``'s float32 sum computed as ``[M, K] @ [K, N]`` (``[B, M, K] @ [B, K, N]``
-    with batch axes), each operand's free and summed axes merged into one by a reshape.
+    """``dot_general``'s float32 sum as a product of matrices (stacks of them with batch axes)::
 
-    XLA:CPU merges such axes itself, but after it has chosen which bfloat16 products to widen
-    to float32; a product it then cannot run fails (JAX 0.10.2: ``gi,gtb->itb``, "Unsupported
-    element type for DotThunk::Execute: BF16 x BF16 = F32"). Merged here, it decides on the
-    product it runs."""
+        out[b, m, n] = sum_k lhs[b, m, k] * rhs[b, k, n]     (rhs as [b, n, k] if so laid out)
+
+    ``b``, ``m``, ``k`` and ``n`` are the batch, lhs-free, summed and rhs-free axes, each group
+    merged into one by a reshape, then the result reshaped back. XLA:CPU merges such axes itself,
+    but only after it has chosen which bfloat16 products to widen to float32, and then it may not
+    run the product (JAX 0.10.2, the fused LSTM's backward: "Unsupported element type for
+    DotThunk::Execute: BF16 x BF16 = F32"). Merged here, XLA either runs the product in
+    bfloat16 or widens it.
+    """
     (lhs_summed, rhs_summed), (lhs_batch, rhs_batch) = dimension_numbers
     lhs_free = [axis for axis in range(lhs.ndim) if axis not in (*lhs_summed, *lhs_batch)]
     rhs_free = [axis for axis in range(rhs.ndim) if axis not in (*rhs_summed, *rhs_batch)]
     out_shape = [lhs.shape[axis] for axis in (*lhs_batch, *lhs_free)] + [
         rhs.shape[axis] for axis in rhs_free]
     size = lambda x, axes: math.prod(x.shape[axis] for axis in axes)
-    batch = [size(lhs, lhs_batch)] if lhs_batch else []
+    batch = [size(lhs, lhs_batch)] if len(lhs_batch) else []
     rows, summed, columns = size(lhs, lhs_free), size(lhs, lhs_summed), size(rhs, rhs_free)
     lhs = jnp.transpose(lhs, (*lhs_batch, *lhs_free, *lhs_summed)).reshape(*batch, rows, summed)
-    rhs = jnp.transpose(rhs, (*rhs_batch, *rhs_summed, *rhs_free)).reshape(*batch, summed, columns)
-    numbers = (((lhs.ndim - 1,), (rhs.ndim - 2,)), ((0,), (0,)) if batch else ((), ()))
+    rhs_order = (*rhs_batch, *rhs_free, *rhs_summed)
+    if rhs_order == tuple(range(rhs.ndim)):  # already [b, n, k]: no copy
+        rhs, rhs_summed_axis = rhs.reshape(*batch, columns, summed), len(batch) + 1
+    else:
+        rhs = jnp.transpose(rhs, (*rhs_batch, *rhs_summed, *rhs_free))
+        rhs, rhs_summed_axis = rhs.reshape(*batch, summed, columns), len(batch)
+    numbers = (((len(batch) + 1,), (rhs_summed_axis,)), ((0,), (0,)) if batch else ((), ()))
     out = jax.lax.dot_general(lhs, rhs, numbers, precision, preferred_element_type=jnp.float32)
     return out.reshape(out_shape)
 

@@ -449,7 +449,8 @@ PRODUCT_LAYOUTS = [  # (lhs shape, rhs shape), dot_general's dimension_numbers
     (((3, 4, 6), (4, 6, 5)), (((1, 2), (0, 1)), ((), ()))),  # merging heads
     (((2, 3, 4, 6), (2, 3, 5, 6)), (((3,), (3,)), ((0, 1), (0, 1)))),  # Q K^T per head
     (((2, 6, 3, 4), (3, 5, 2, 4)), (((3,), (3,)), ((2, 0), (0, 2)))),  # batch axes anywhere
-    # W^T delta of the fused LSTM (gi,gtb->itb): XLA:CPU fails on it unless its axes are merged
+    # W^T delta of the fused LSTM (gi,gtb->itb): XLA:CPU failed on its float32-sum products
+    # at run time until their axes were merged first (_matrix_product)
     (((64, 24), (64, 8, 4)), (((0,), (0,)), ((), ()))),
 ]
 
