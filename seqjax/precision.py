@@ -11,9 +11,10 @@ Every model's output layer (the logits' or predictions' product) multiplies in t
 dtype and returns float32 (:data:`float32_output_dot_general`), so the loss, a softmax over the
 vocabulary and a beam's log-probability are never rounded to bfloat16.
 
-Every other product (a Transformer's projections, MLP and attention; :func:`matmul` and
-:func:`einsum`) is :func:`rounded_dot_general`: autocast's product, computed on a CPU as a
-float32 sum rounded after, the form XLA:CPU runs at the CPU's bfloat16 rate.
+A Transformer's other products (projections, MLP, attention) and the fused BPTT's
+(:func:`matmul` on ``[I, B]``, :func:`einsum`) are :func:`rounded_dot_general`: autocast's
+product, computed on a CPU as a float32 sum rounded after, the form XLA:CPU runs at the CPU's
+bfloat16 rate.
 
 The recurrent cells are pure functions of their parameter dict, so for them the policy is two
 functions: :func:`compute_weights` casts a cell's matrices to the compute dtype, and the cells

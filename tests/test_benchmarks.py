@@ -343,7 +343,8 @@ def test_quick_parallel_scan_benchmark_writes_every_row_with_its_memory(tmp_path
     assert "| min_gru/auto | 8 |" in capsys.readouterr().out
 
 
-def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, capsys):
+def tiny_transformer_config_file(tmp_path):
+    """A config file of a 1-layer Transformer on a tiny corpus, whole-split evaluation."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
     config_file = tmp_path / "tiny_transformer.py"
@@ -354,6 +355,11 @@ def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, c
         f"    config = tiny_config({str(corpus)!r}, eval_batches=0, batch_size=2, seq_len=8)\n"
         "    config.model = transformer_model(num_layers=1, num_heads=2, width=16)\n"
         "    return config\n")
+    return config_file
+
+
+def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, capsys):
+    config_file = tiny_transformer_config_file(tmp_path)
     out = tmp_path / "evaluation.json"
     evaluation.main(["--config", str(config_file), "--tokens-per-pass", "16,48",
                      "--repeats", "1", "--out", str(out)])
@@ -369,16 +375,7 @@ def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, c
 
 
 def test_quick_mixed_precision_benchmark_times_both_dtypes_from_the_same_start(tmp_path, capsys):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
-    config_file = tmp_path / "tiny_transformer.py"
-    config_file.write_text(
-        "from experiments.configs.defaults import transformer_model\n"
-        "from tests.training_configs import tiny_config\n\n\n"
-        "def get_config():\n"
-        f"    config = tiny_config({str(corpus)!r}, eval_batches=0, batch_size=2, seq_len=8)\n"
-        "    config.model = transformer_model(num_layers=1, num_heads=2, width=16)\n"
-        "    return config\n")
+    config_file = tiny_transformer_config_file(tmp_path)
     out = tmp_path / "mixed_precision.json"
     mixed_precision.main(["--config", str(config_file), "--steps", "2", "--repeats", "1",
                           "--out", str(out)])

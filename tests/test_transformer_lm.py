@@ -414,18 +414,21 @@ def test_from_config_reads_model_fields():
         from_config(config, vocab_size=VOCAB_SIZE, context_length=32)
 
 
+def value_and_grads(product, a, b, numbers):
+    """``sum(sin(product(a, b)))`` and its gradients in ``a`` and ``b``."""
+    return jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(product(a, b, numbers))),
+                              argnums=(0, 1))(a, b)
+
+
 def test_the_float32_output_product_and_its_gradients():
     """Float32 operands: exactly ``dot_general``. bfloat16 operands: float32 sums out, and
     gradient products in bfloat16 from the cotangent rounded to it."""
     a, b = random_normal_pair(7)
     numbers = (((1,), (1,)), ((), ()))
 
-    def through(product, a, b):
-        return jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(product(a, b, numbers))),
-                                  argnums=(0, 1))(a, b)
-
     (value, grads), (expected, expected_grads) = (
-        through(float32_output_dot_general, a, b), through(jax.lax.dot_general, a, b))
+        value_and_grads(float32_output_dot_general, a, b, numbers),
+        value_and_grads(jax.lax.dot_general, a, b, numbers))
     np.testing.assert_array_equal(value, expected)
     for got, want in zip(grads, expected_grads):
         np.testing.assert_array_equal(got, want)
@@ -465,12 +468,9 @@ def test_the_rounded_product_and_its_gradients(shapes, numbers):
     bfloat16, and gradients within one bfloat16 rounding of autodiff's bfloat16 products."""
     a, b = random_operands(shapes)
 
-    def through(product, a, b):
-        return jax.value_and_grad(lambda a, b: jnp.sum(jnp.sin(product(a, b, numbers))),
-                                  argnums=(0, 1))(a, b)
-
     (value, grads), (expected, expected_grads) = (
-        through(rounded_dot_general, a, b), through(jax.lax.dot_general, a, b))
+        value_and_grads(rounded_dot_general, a, b, numbers),
+        value_and_grads(jax.lax.dot_general, a, b, numbers))
     np.testing.assert_array_equal(value, expected)
     for got, want in zip(grads, expected_grads):
         np.testing.assert_array_equal(got, want)
