@@ -4,8 +4,10 @@ naming the fix, and damage that orbax never notices restores the undamaged value
 traceback, never a good checkpoint set aside; a read error that is not damage is raised as is."""
 
 import errno
+import inspect
 import json
 import shutil
+import sys
 import warnings
 from types import SimpleNamespace
 
@@ -242,6 +244,35 @@ def test_a_read_error_that_is_not_damage_is_raised_and_nothing_is_set_aside(
     assert raised.value is error
     assert not (checkpoints / "unreadable").exists()
     assert files_of(checkpoints) == files_of(lm.checkpoints)
+
+
+def test_abandoned_reads_of_a_failed_restore_print_nothing_whenever_they_are_collected(
+        lm, tmp_path, monkeypatch):
+    """When one of orbax's parallel reads fails, its sibling read coroutines are abandoned, and
+    Python reports their errors whenever they are collected, in orbax's thread, possibly before
+    the restore has raised: the hook that drops them must be in place when the restore starts.
+    Another coroutine's unraisable error is still printed."""
+    from orbax.checkpoint._src.serialization import serialization
+
+    async def not_orbax():
+        pass
+
+    def report_abandoned_reads_then_fail(self, *args, **kwargs):
+        for function in (serialization._read_array_index_and_device_put, not_orbax):
+            coroutine = function(**dict.fromkeys(inspect.signature(function).parameters))
+            sys.unraisablehook(SimpleNamespace(  # what Python hands the hook on collection
+                object=coroutine, exc_value=orbax_read(data_loss()), exc_type=Exception,
+                exc_traceback=None, err_msg=None))
+            coroutine.close()
+        raise orbax_read(data_loss())
+
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: printed.append(
+        unraisable.object.__name__))
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", report_abandoned_reads_then_fail)
+    with pytest.raises(UnreadableCheckpointError, match="cannot be read"):
+        load_run(shutil.copytree(lm.run, tmp_path / "run"))
+    assert printed == ["not_orbax"]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from seqjax.training import train_and_evaluate
 from seqjax.training.checkpoints import (
     RunCheckpoints,
     UnreadableCheckpointWarning,
-    _quiet_sibling_read_failures,
+    _quiet_abandoned_reads,
 )
 from seqjax.training.language_modeling import LanguageModeling
 from seqjax.training.metrics_log import read_metrics
@@ -386,7 +386,7 @@ def test_failed_sibling_reads_of_a_damaged_checkpoint_are_not_logged(caplog):
         del task, future
         gc.collect()
 
-    _quiet_sibling_read_failures()
+    _quiet_abandoned_reads()
     gc.collect()  # what earlier tests left behind is not this test's
     with caplog.at_level("ERROR", logger="asyncio"):
         abandon_failed_reads('OUT_OF_RANGE: Error opening "zarr" driver')

@@ -136,34 +136,37 @@ _SIBLING_READ_FAILURES = _SiblingReadFailures()
 
 
 class _AbandonedSiblingReads:
-    """A ``sys.unraisablehook`` that drops the sibling reads of a damaged checkpoint when their
-    coroutines are collected: orbax's read coroutine turns whatever ends it into an
-    ``Exception`` raised from it, the damage itself or, for a read still pending when the
-    restore failed, the ``GeneratorExit`` that closes it. Whatever is not a coroutine's goes on
-    to ``hook``."""
+    """A ``sys.unraisablehook`` that drops the errors of orbax's abandoned read coroutines.
+
+    orbax reads every array at once; when one read fails, the restore raises and the other reads
+    are abandoned. Each read coroutine turns whatever ends it into an ``Exception`` raised from
+    it (the damage itself or, for a read still pending, the ``GeneratorExit`` that closes it),
+    which Python reports when the coroutine is collected: in orbax's thread, at any time after
+    the failure, even before the restore's error reaches :func:`_restore`. The failure itself is
+    reported by the restore's caller, so these echoes are dropped; anything that is not an
+    orbax coroutine's goes on to ``hook``."""
+
+    ORBAX = str(Path(ocp.__file__).parent)
 
     def __init__(self, hook):
         self.hook = hook
 
     def __call__(self, unraisable):
-        # Installed only after a damaged read was reported: an abandoned read coroutine's error
-        # is then that read's sibling failing (on the damage, on GeneratorExit, or on the event
-        # loop orbax closed), whatever its message says.
-        error = unraisable.exc_value
-        abandoned = inspect.iscoroutine(unraisable.object) and error is not None
-        if not abandoned:
+        coroutine, error = unraisable.object, unraisable.exc_value
+        abandoned_read = (inspect.iscoroutine(coroutine) and error is not None
+                          and coroutine.cr_code.co_filename.startswith(self.ORBAX))
+        if not abandoned_read:
             self.hook(unraisable)
 
 
-def _quiet_sibling_read_failures():
-    """After a damaged read: keep its sibling reads' failures out of the log and off stderr
-    (now and when their tasks and coroutines are collected later)."""
+def _quiet_abandoned_reads():
+    """Keep the failures of a failed restore's sibling reads out of the log and off stderr,
+    whenever their tasks and coroutines are collected: installed before every restore."""
     asyncio_log = logging.getLogger("asyncio")
     if _SIBLING_READ_FAILURES not in asyncio_log.filters:
         asyncio_log.addFilter(_SIBLING_READ_FAILURES)
     if not isinstance(sys.unraisablehook, _AbandonedSiblingReads):
         sys.unraisablehook = _AbandonedSiblingReads(sys.unraisablehook)
-    gc.collect()
 
 
 def _abstract(tree):
@@ -221,6 +224,7 @@ def _restore(manager, step, target, what, part=False):
     if part:
         restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
         state = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
+    _quiet_abandoned_reads()
     try:
         return manager.restore(
             step, args=ocp.args.Composite(state=state, record=ocp.args.JsonRestore())
@@ -240,7 +244,7 @@ def _restore(manager, step, target, what, part=False):
             raise  # neither damage nor a mismatch (a bug), or the metadata read hit an outage
         if failure != DAMAGE:  # e.g. orbax's guess of the tree without its metadata file
             reason = "the metadata of its arrays is missing or damaged"
-        _quiet_sibling_read_failures()
+        gc.collect()  # the abandoned reads' echoes now, while the hooks drop them
         raise UnreadableCheckpointError(
             f"the {what} checkpoint {directory} cannot be read ({reason})"
         ) from None
