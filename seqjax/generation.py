@@ -81,24 +81,33 @@ def sample_next(key, logits, *, temperature=1.0, top_k=None, top_p=None):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-def feed_prompt(step_fn, state, prompt):
-    """Run ``prompt: int32 [B, P]`` (``P >= 1``) through ``step_fn``; returns
-    ``(logits for the token after the prompt [B, V], state)``."""
+def _check_prompt(prompt):
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(
             f"prompt must be int32 [batch, length] with length >= 1, got shape {prompt.shape}: "
             "start from at least one token (e.g. a newline or a BOS id)"
         )
-    logits, state = step_fn(state, prompt[:, 0])
-    if prompt.shape[1] == 1:
-        return logits, state
+
+
+def _no_logits(step_fn, state, prompt):
+    """Zeros shaped like ``step_fn``'s logits: the carry of a scan before its first step (so
+    that the model is traced once, inside the scan, and compiled once)."""
+    logits = jax.eval_shape(step_fn, state, prompt[:, 0])[0]
+    return jnp.zeros(logits.shape, logits.dtype)
+
+
+def feed_prompt(step_fn, state, prompt):
+    """Run ``prompt: int32 [B, P]`` (``P >= 1``) through ``step_fn``; returns
+    ``(logits for the token after the prompt [B, V], state)``."""
+    _check_prompt(prompt)
 
     def feed(carry, token):
         state, _ = carry
         logits, state = step_fn(state, token)
         return (state, logits), None
 
-    (state, logits), _ = jax.lax.scan(feed, (state, logits), prompt[:, 1:].T)
+    (state, logits), _ = jax.lax.scan(
+        feed, (state, _no_logits(step_fn, state, prompt)), prompt.T)
     return logits, state
 
 
@@ -116,23 +125,35 @@ def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=
     reads the prompt and every sampled token but the last, which nothing follows. Sampling
     options as :func:`sample_next`; token ``i`` is drawn with
     ``jax.random.split(key, num_tokens)[i]``.
+
+    The prompt and the sampled tokens are fed by one scan, so the model is compiled once: fed
+    token ``t`` is ``prompt[:, t]`` for ``t < P``, else drawn from the logits of token ``t - 1``.
     """
     check_sampling_options(temperature, top_k, top_p)
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-    logits, state = feed_prompt(step_fn, state, prompt)
+    _check_prompt(prompt)
+    prompt_length = prompt.shape[1]
+    keys = jax.random.split(key, num_tokens)
     sample = partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
 
-    def sample_and_feed(carry, step_key):
+    def token_to_feed(t, logits):
+        given = lambda: jax.lax.dynamic_index_in_dim(  # noqa: E731
+            prompt, jnp.minimum(t, prompt_length - 1), axis=1, keepdims=False).astype(jnp.int32)
+        drawn = lambda: sample(keys[jnp.maximum(t - prompt_length, 0)], logits)  # noqa: E731
+        return jax.lax.cond(t < prompt_length, given, drawn)
+
+    def feed(carry, t):
         state, logits = carry
-        token = sample(step_key, logits)
+        token = token_to_feed(t, logits)
         logits, state = step_fn(state, token)
         return (state, logits), token
 
-    keys = jax.random.split(key, num_tokens)
-    (_, logits), tokens = jax.lax.scan(sample_and_feed, (state, logits), keys[:-1])
+    fed_count = fed_length(prompt_length, num_tokens)
+    (_, logits), fed = jax.lax.scan(
+        feed, (state, _no_logits(step_fn, state, prompt)), jnp.arange(fed_count))
     last = sample(keys[-1], logits)
-    return jnp.concatenate([tokens.T, last[:, None]], axis=1)
+    return jnp.concatenate([fed[prompt_length:].T, last[:, None]], axis=1)
 
 
 def teacher_forced_losses(step_fn, state, tokens):

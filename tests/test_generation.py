@@ -10,6 +10,7 @@ import pytest
 from seqjax.generation import (
     beam_search,
     fed_length,
+    feed_prompt,
     generate,
     reorder_beams,
     sample_next,
@@ -181,6 +182,32 @@ def test_decoding_feeds_the_prompt_and_every_token_but_the_last(num_tokens):
     beam, _ = beam_search(step_fn, chain_state(2), prompt[0], num_tokens, beam_size=2)
     jax.effects_barrier()
     assert len(calls) == fed_length(3, num_tokens) and beam.shape == (num_tokens,)
+
+
+def primitive_count(jaxpr, name):
+    """How many equations of primitive ``name`` a (closed) jaxpr holds, its sub-jaxprs (scan
+    bodies, cond branches) included."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    count = 0
+    for equation in jaxpr.eqns:
+        count += equation.primitive.name == name
+        for value in equation.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(inner, "eqns") or hasattr(getattr(inner, "jaxpr", None), "eqns"):
+                    count += primitive_count(inner, name)
+    return count
+
+
+def test_decoding_programs_hold_one_copy_of_the_model():
+    """The prompt and the sampled tokens go through one scan: a model's decode step is traced
+    into (and compiled in) ``generate``'s program once, and into ``feed_prompt``'s once."""
+    step_fn = counting_step_fn(second_order_chain(random_chain(0)), [])
+    prompt = jnp.array([[1, 2, 0]], jnp.int32)
+    program = jax.make_jaxpr(lambda prompt, key: generate(
+        step_fn, chain_state(1), prompt, 4, key, top_k=2))(prompt, jax.random.PRNGKey(0))
+    assert primitive_count(program, "debug_callback") == 1
+    fed = jax.make_jaxpr(lambda prompt: feed_prompt(step_fn, chain_state(1), prompt))(prompt)
+    assert primitive_count(fed, "debug_callback") == 1
 
 
 def test_sampled_tokens_use_one_split_key_each():
