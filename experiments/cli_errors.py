@@ -10,15 +10,6 @@ from absl import flags
 from seqjax.errors import SeqjaxError
 
 
-def _quiet_closed_event_loops(unraisable, default_hook=sys.unraisablehook):
-    """Drop the "Event loop is closed" that orbax's reads of a damaged checkpoint leave behind
-    (a callback that fires while the process exits); print any other unraisable exception."""
-    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
-            unraisable.exc_value):
-        return
-    default_hook(unraisable)
-
-
 def _fail(program, message, status=1):
     print(f"{program}: error: {message}", file=sys.stderr)
     sys.exit(status)
@@ -56,7 +47,6 @@ def flags_parser(program):
 @contextmanager
 def user_errors_as_messages(program):
     """Turn a :class:`seqjax.errors.SeqjaxError` into ``program: error: MESSAGE`` and exit 1."""
-    sys.unraisablehook = _quiet_closed_event_loops
     try:
         yield
     except SeqjaxError as error:  # a preempted run exits 143, as SIGTERM would have ended it

@@ -3,6 +3,7 @@ back to the checkpoint before with a warning, sampling and ``load_task_run`` sto
 naming the fix, and damage that orbax never notices restores the undamaged values. Never a
 traceback, never a good checkpoint set aside; a read error that is not damage is raised as is."""
 
+import asyncio
 import errno
 import inspect
 import json
@@ -246,36 +247,52 @@ def test_a_read_error_that_is_not_damage_is_raised_and_nothing_is_set_aside(
     assert files_of(checkpoints) == files_of(lm.checkpoints)
 
 
+def closed_loop_error():
+    """What tensorstore's thread meets posting a finished read to orbax's closed event loop."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(lambda: None)
+    except RuntimeError as error:
+        return error
+
+
 def test_abandoned_reads_of_a_failed_restore_print_nothing_whenever_they_are_collected(
         lm, tmp_path, monkeypatch):
-    """When one of orbax's parallel reads fails, its sibling read coroutines are abandoned, and
-    Python reports their errors whenever they are collected, in orbax's thread, possibly before
-    the restore has raised: the hook that drops them must be in place when the restore starts.
-    Another coroutine's unraisable error is still printed."""
+    """When one of orbax's parallel reads fails, the others are abandoned, and Python reports
+    their ends whenever they come, from orbax's and tensorstore's threads, possibly before the
+    restore has raised: the hook that drops them must be in place when the restore starts.
+    Another coroutine's unraisable error, or another closed loop's, is still printed."""
     from orbax.checkpoint._src.serialization import serialization
 
     async def not_orbax():
         pass
 
-    reported = []  # this test's coroutines (an earlier test's real ones may be collected too)
+    closed = closed_loop_error()
+    elsewhere = RuntimeError("Event loop is closed")  # raised by other code: kept
+    reports = [(serialization._read_array_index_and_device_put, orbax_read(data_loss())),
+               (None, closed), (not_orbax, orbax_read(data_loss())), (None, elsewhere)]
+    reported = []  # this test's reports (an earlier test's real ones may be collected too)
 
     def report_abandoned_reads_then_fail(self, *args, **kwargs):
-        for function in (serialization._read_array_index_and_device_put, not_orbax):
-            coroutine = function(**dict.fromkeys(inspect.signature(function).parameters))
-            reported.append(coroutine)
-            sys.unraisablehook(SimpleNamespace(  # what Python hands the hook on collection
-                object=coroutine, exc_value=orbax_read(data_loss()), exc_type=Exception,
-                exc_traceback=None, err_msg=None))
-            coroutine.close()
+        for function, error in reports:
+            coroutine = function and function(
+                **dict.fromkeys(inspect.signature(function).parameters))
+            reported.append(error)
+            sys.unraisablehook(SimpleNamespace(  # what Python hands the hook
+                object=coroutine, exc_value=error, exc_type=type(error),
+                exc_traceback=error.__traceback__, err_msg=None))
+            if coroutine is not None:
+                coroutine.close()
         raise orbax_read(data_loss())
 
     printed = []
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: printed.append(
-        unraisable.object))
+        unraisable.exc_value))
     monkeypatch.setattr(ocp.CheckpointManager, "restore", report_abandoned_reads_then_fail)
     with pytest.raises(UnreadableCheckpointError, match="cannot be read"):
         load_run(shutil.copytree(lm.run, tmp_path / "run"))
-    assert [c for c in printed if c in reported] == [reported[1]]  # not_orbax's alone
+    assert [e for e in printed if any(e is r for r in reported)] == [reported[2], elsewhere]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import logging
 import re
 import shutil
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -136,15 +137,18 @@ _SIBLING_READ_FAILURES = _SiblingReadFailures()
 
 
 class _AbandonedSiblingReads:
-    """A ``sys.unraisablehook`` that drops the errors of orbax's abandoned read coroutines.
+    """A ``sys.unraisablehook`` that drops the echoes of orbax's abandoned reads.
 
     orbax reads every array at once; when one read fails, the restore raises and the other reads
-    are abandoned. Each read coroutine turns whatever ends it into an ``Exception`` raised from
-    it (the damage itself or, for a read still pending, the ``GeneratorExit`` that closes it),
-    which Python reports when the coroutine is collected: in orbax's thread, at any time after
-    the failure, even before the restore's error reaches :func:`_restore`. The failure itself is
-    reported by the restore's caller, so these echoes are dropped; anything that is not an
-    orbax coroutine's goes on to ``hook``."""
+    are abandoned. Python reports what ends them whenever it happens, in orbax's and
+    tensorstore's threads, even before the restore's error reaches :func:`_restore`:
+    - each read coroutine turns whatever ends it (the damage itself or, for a read still
+      pending, the ``GeneratorExit`` that closes it) into an ``Exception`` raised from it;
+    - tensorstore, completing a read, posts its result to orbax's event loop, which is already
+      closed (``RuntimeError("Event loop is closed")`` from ``call_soon_threadsafe``).
+
+    The failure itself is reported by the restore's caller, so these are dropped; anything else
+    goes on to ``hook``."""
 
     ORBAX = str(Path(ocp.__file__).parent)
 
@@ -152,11 +156,21 @@ class _AbandonedSiblingReads:
         self.hook = hook
 
     def __call__(self, unraisable):
-        coroutine, error = unraisable.object, unraisable.exc_value
-        abandoned_read = (inspect.iscoroutine(coroutine) and error is not None
-                          and coroutine.cr_code.co_filename.startswith(self.ORBAX))
-        if not abandoned_read:
+        if not (self.read_coroutine_failed(unraisable) or self.loop_closed(unraisable)):
             self.hook(unraisable)
+
+    @classmethod
+    def read_coroutine_failed(cls, unraisable):
+        coroutine, error = unraisable.object, unraisable.exc_value
+        return (inspect.iscoroutine(coroutine) and error is not None
+                and coroutine.cr_code.co_filename.startswith(cls.ORBAX))
+
+    @staticmethod
+    def loop_closed(unraisable):
+        error, frames = unraisable.exc_value, traceback.extract_tb(unraisable.exc_traceback)
+        return (unraisable.object is None and isinstance(error, RuntimeError)
+                and str(error) == "Event loop is closed"
+                and any(frame.name == "call_soon_threadsafe" for frame in frames))
 
 
 def _quiet_abandoned_reads():
