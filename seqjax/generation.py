@@ -3,7 +3,8 @@
 A model is seen only through ``step_fn(state, token [B]) -> (logits [B, V], state)``: feed one
 token, get the next-token logits (for a model, :func:`model_step_fn`). ``state`` is a pytree
 whose leaves carry the batch on axis 0, except 0-d leaves (such as the Transformer's
-``position``), which all rows share; :func:`beam_search` reorders the batched leaves.
+``position``), which all rows share; :func:`beam_search` reorders the batched leaves. It is a
+scan's carry, so ``step_fn`` returns it with the structure and dtypes it was given.
 
 Everything here is pure and built from ``jax.lax.scan``, so it compiles into one program.
 Jit it with the model variables as an argument (not baked into the closure)::
@@ -81,17 +82,20 @@ def sample_next(key, logits, *, temperature=1.0, top_k=None, top_p=None):
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
-def _check_prompt(prompt):
+def _checked_prompt(prompt):
+    """``prompt`` as int32 ``[B, P]``, ``P >= 1`` (else a ``ValueError``)."""
     if prompt.ndim != 2 or prompt.shape[1] == 0:
         raise ValueError(
             f"prompt must be int32 [batch, length] with length >= 1, got shape {prompt.shape}: "
             "start from at least one token (e.g. a newline or a BOS id)"
         )
+    return jnp.asarray(prompt, jnp.int32)
 
 
 def _no_logits(step_fn, state, prompt):
-    """Zeros shaped like ``step_fn``'s logits: the carry of a scan before its first step (so
-    that the model is traced once, inside the scan, and compiled once)."""
+    """Zeros shaped like ``step_fn``'s logits: a scan's carry before its first step, so that
+    the model has one copy in the compiled program (``eval_shape`` traces it once more, but
+    compiles nothing)."""
     logits = jax.eval_shape(step_fn, state, prompt[:, 0])[0]
     return jnp.zeros(logits.shape, logits.dtype)
 
@@ -99,7 +103,7 @@ def _no_logits(step_fn, state, prompt):
 def feed_prompt(step_fn, state, prompt):
     """Run ``prompt: int32 [B, P]`` (``P >= 1``) through ``step_fn``; returns
     ``(logits for the token after the prompt [B, V], state)``."""
-    _check_prompt(prompt)
+    prompt = _checked_prompt(prompt)
 
     def feed(carry, token):
         state, _ = carry
@@ -127,31 +131,30 @@ def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=
     ``jax.random.split(key, num_tokens)[i]``.
 
     The prompt and the sampled tokens are fed by one scan, so the model is compiled once: fed
-    token ``t`` is ``prompt[:, t]`` for ``t < P``, else drawn from the logits of token ``t - 1``.
+    token ``t`` is ``prompt[:, t]`` for ``t < P``, else drawn from the logits of token ``t - 1``
+    (a draw at ``t < P`` is discarded). ``step_fn`` must return a state of the same structure
+    and dtypes as it was given.
     """
     check_sampling_options(temperature, top_k, top_p)
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
-    _check_prompt(prompt)
+    prompt = _checked_prompt(prompt)
     prompt_length = prompt.shape[1]
+    fed_count = fed_length(prompt_length, num_tokens)
     keys = jax.random.split(key, num_tokens)
     sample = partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
 
-    def token_to_feed(t, logits):
-        given = lambda: jax.lax.dynamic_index_in_dim(  # noqa: E731
-            prompt, jnp.minimum(t, prompt_length - 1), axis=1, keepdims=False).astype(jnp.int32)
-        drawn = lambda: sample(keys[jnp.maximum(t - prompt_length, 0)], logits)  # noqa: E731
-        return jax.lax.cond(t < prompt_length, given, drawn)
-
-    def feed(carry, t):
+    def feed(carry, inputs):
         state, logits = carry
-        token = token_to_feed(t, logits)
+        t, given = inputs  # given: the prompt's token t, or padding past the prompt
+        drawn = sample(keys[jnp.maximum(t - prompt_length, 0)], logits)
+        token = jnp.where(t < prompt_length, given, drawn)
         logits, state = step_fn(state, token)
         return (state, logits), token
 
-    fed_count = fed_length(prompt_length, num_tokens)
+    given = jnp.pad(prompt.T, ((0, fed_count - prompt_length), (0, 0)))  # [fed_count, B]
     (_, logits), fed = jax.lax.scan(
-        feed, (state, _no_logits(step_fn, state, prompt)), jnp.arange(fed_count))
+        feed, (state, _no_logits(step_fn, state, prompt)), (jnp.arange(fed_count), given))
     last = sample(keys[-1], logits)
     return jnp.concatenate([fed[prompt_length:].T, last[:, None]], axis=1)
 

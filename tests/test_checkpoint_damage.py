@@ -29,7 +29,9 @@ from seqjax.training.optimizer import make_optimizer
 from seqjax.training.sequence_tasks import load_task_run
 from seqjax.training.sharding import DEFAULT_MESH, make_mesh
 from tests.test_cli import assert_one_line_error, run_cli
-from tests.training_configs import DAMAGE_KINDS, damage_file, tiny_config, write_corpus
+from tests.training_configs import (
+    DAMAGE_KINDS, damage_file, orbax_async_read, tiny_config, write_corpus,
+)
 
 
 def files_of(step_folder):
@@ -263,14 +265,12 @@ def test_abandoned_reads_of_a_failed_restore_print_nothing_whenever_they_are_col
     their ends whenever they come, from orbax's and tensorstore's threads, possibly before the
     restore has raised: the hook that drops them must be in place when the restore starts.
     Another coroutine's unraisable error, or another closed loop's, is still printed."""
-    from orbax.checkpoint._src.serialization import serialization
-
     async def not_orbax():
         pass
 
     closed = closed_loop_error()
     elsewhere = RuntimeError("Event loop is closed")  # raised by other code: kept
-    reports = [(serialization._read_array_index_and_device_put, orbax_read(data_loss())),
+    reports = [(orbax_async_read("junk"), orbax_read(data_loss())),
                (None, closed), (not_orbax, orbax_read(data_loss())), (None, elsewhere)]
     reported = []  # this test's reports (an earlier test's real ones may be collected too)
 

@@ -210,12 +210,28 @@ def test_decoding_programs_hold_one_copy_of_the_model():
     assert primitive_count(fed, "debug_callback") == 1
 
 
-def test_sampled_tokens_use_one_split_key_each():
-    step_fn, prompt = second_order_chain(np.zeros((4, 4, 4))), jnp.ones((2, 1), jnp.int32)
+@pytest.mark.parametrize("prompt_length", [1, 3])
+def test_sampled_tokens_use_one_split_key_each(prompt_length):
+    """Token ``i`` is drawn with key ``i`` whatever the prompt's length (a uniform chain, so the
+    tokens depend on the keys alone)."""
+    step_fn = second_order_chain(np.zeros((4, 4, 4)))
+    prompt = jnp.ones((2, prompt_length), jnp.int32)
     key = jax.random.PRNGKey(5)
     tokens = generate(step_fn, chain_state(2), prompt, 4, key)
     expected = [jax.random.categorical(k, jnp.zeros((2, 4))) for k in jax.random.split(key, 4)]
     np.testing.assert_array_equal(tokens, np.stack(expected, axis=1))
+
+
+def test_a_prompt_of_another_integer_dtype_is_fed_as_int32():
+    """The chain's state stores the token fed, so a uint8 prompt would change the scan carry's
+    dtype if it were fed as it is."""
+    step_fn, prompt = second_order_chain(random_chain(6)), jnp.array([[1, 2, 0]], jnp.int32)
+    small = prompt.astype(jnp.uint8)
+    key = jax.random.PRNGKey(0)
+    np.testing.assert_array_equal(generate(step_fn, chain_state(1), small, 3, key),
+                                  generate(step_fn, chain_state(1), prompt, 3, key))
+    np.testing.assert_array_equal(feed_prompt(step_fn, chain_state(1), small)[0],
+                                  feed_prompt(step_fn, chain_state(1), prompt)[0])
 
 
 def test_teacher_forced_losses_are_the_chains_next_token_losses():

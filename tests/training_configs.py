@@ -38,6 +38,17 @@ def damage_file(path, kind):
         raise ValueError(f"unknown kind of damage {kind!r}: one of {DAMAGE_KINDS}")
 
 
+def orbax_async_read(message):
+    """An ``async def read()`` raising ``ValueError(message)`` whose code lives, by its file
+    name, in orbax's package: what an abandoned read of orbax's looks like to Python."""
+    from seqjax.training.checkpoints import ORBAX_SOURCE
+
+    source = f"async def read():\n    raise ValueError({message!r})\n"
+    namespace = {}
+    exec(compile(source, ORBAX_SOURCE + "abandoned_read.py", "exec"), namespace)  # noqa: S102
+    return namespace["read"]
+
+
 def write_corpus(folder, text=TEXT):
     path = folder / "corpus.txt"
     path.write_text(text)

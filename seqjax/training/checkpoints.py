@@ -21,6 +21,7 @@ import gc
 import inspect
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -119,18 +120,26 @@ def _is_damage(error):
     return read_failure(error) == DAMAGE
 
 
+ORBAX_SOURCE = str(Path(ocp.__file__).parent) + os.sep  # where orbax's read coroutines live
+
+
 class _SiblingReadFailures(logging.Filter):
     """Drops asyncio's "Task (or Future) exception was never retrieved" for orbax's parallel
     reads of a damaged checkpoint: the first failure is reported (one warning or one error
     line), and the other arrays' reads of the same damaged files fail the same way, later, when
-    their tasks and futures are garbage-collected. Any other asyncio error is logged as usual."""
+    their tasks and futures are garbage-collected. A task's record names its coroutine's file,
+    which must be orbax's; any other asyncio error is logged as usual."""
 
-    UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
+    TASK, FUTURE = "Task exception was never retrieved", "Future exception was never retrieved"
 
     def filter(self, record):
         error = record.exc_info[1] if record.exc_info else None
-        sibling = record.getMessage().startswith(self.UNRETRIEVED)
-        return not (sibling and error is not None and _is_damage(error))
+        if error is None or not _is_damage(error):
+            return True
+        message = record.getMessage()
+        if message.startswith(self.TASK):
+            return ORBAX_SOURCE not in message
+        return not message.startswith(self.FUTURE)
 
 
 _SIBLING_READ_FAILURES = _SiblingReadFailures()
@@ -150,8 +159,6 @@ class _AbandonedSiblingReads:
     The failure itself is reported by the restore's caller, so these are dropped; anything else
     goes on to ``hook``."""
 
-    ORBAX = str(Path(ocp.__file__).parent)
-
     def __init__(self, hook):
         self.hook = hook
 
@@ -159,26 +166,26 @@ class _AbandonedSiblingReads:
         if not (self.read_coroutine_failed(unraisable) or self.loop_closed(unraisable)):
             self.hook(unraisable)
 
-    @classmethod
-    def read_coroutine_failed(cls, unraisable):
+    @staticmethod
+    def read_coroutine_failed(unraisable):
         coroutine, error = unraisable.object, unraisable.exc_value
         return (inspect.iscoroutine(coroutine) and error is not None
-                and coroutine.cr_code.co_filename.startswith(cls.ORBAX))
+                and coroutine.cr_code.co_filename.startswith(ORBAX_SOURCE))
 
     @staticmethod
     def loop_closed(unraisable):
-        error, frames = unraisable.exc_value, traceback.extract_tb(unraisable.exc_traceback)
-        return (unraisable.object is None and isinstance(error, RuntimeError)
-                and str(error) == "Event loop is closed"
-                and any(frame.name == "call_soon_threadsafe" for frame in frames))
+        error = unraisable.exc_value
+        if not (unraisable.object is None and isinstance(error, RuntimeError)
+                and str(error) == "Event loop is closed"):
+            return False
+        frames = traceback.walk_tb(unraisable.exc_traceback)
+        return any(frame.f_code.co_name == "call_soon_threadsafe" for frame, _ in frames)
 
 
 def _quiet_abandoned_reads():
     """Keep the failures of a failed restore's sibling reads out of the log and off stderr,
     whenever their tasks and coroutines are collected: installed before every restore."""
-    asyncio_log = logging.getLogger("asyncio")
-    if _SIBLING_READ_FAILURES not in asyncio_log.filters:
-        asyncio_log.addFilter(_SIBLING_READ_FAILURES)
+    logging.getLogger("asyncio").addFilter(_SIBLING_READ_FAILURES)  # added once at most
     if not isinstance(sys.unraisablehook, _AbandonedSiblingReads):
         sys.unraisablehook = _AbandonedSiblingReads(sys.unraisablehook)
 
