@@ -239,7 +239,9 @@ def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty
         raise ValueError(f"need beam_size >= 1 and num_tokens >= 1, got {beam_size}, {num_tokens}")
     eos_id = -1 if eos_id is None else eos_id  # -1: no token ends a beam
     expand = partial(_expand_and_prune, eos_id=eos_id, length_penalty=length_penalty)
-    logits, state = feed_prompt(step_fn, state, jnp.tile(prompt, (beam_size, 1)))
+    prompt = _checked_prompt(jnp.tile(prompt, (beam_size, 1)))  # [K, P], one row per beam
+    prompt_length = prompt.shape[1]
+    fed_count = fed_length(prompt_length, num_tokens)
     # All beams start identical: only beam 0 may expand at first, or they would duplicate.
     scores = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
     beams = {
@@ -247,16 +249,22 @@ def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty
         "finished": jnp.zeros(beam_size, bool),
         "tokens": jnp.zeros((beam_size, num_tokens), jnp.int32),
     }
+    unmoved = jnp.arange(beam_size)
 
-    def expand_and_feed(carry, t):
+    def expand_and_feed(carry, inputs):  # one scan for prompt and beams: one copy of the model
         beams, state, logits = carry
-        beams, parent, token = expand(beams, logits, t)
+        t, given = inputs  # given: the prompt's token t, or padding past the prompt
+        in_prompt = t < prompt_length
+        expanded, parent, token = expand(beams, logits, jnp.maximum(t - prompt_length, 0))
+        beams = jax.tree.map(partial(jnp.where, in_prompt), beams, expanded)
+        parent, token = jnp.where(in_prompt, unmoved, parent), jnp.where(in_prompt, given, token)
         logits, state = step_fn(reorder_beams(state, parent), token)
         return (beams, state, logits), None
 
+    given = jnp.pad(prompt.T, ((0, fed_count - prompt_length), (0, 0)))  # [fed_count, K]
     (beams, _, logits), _ = jax.lax.scan(
-        expand_and_feed, (beams, state, logits), jnp.arange(num_tokens - 1)
-    )
+        expand_and_feed, (beams, state, _no_logits(step_fn, state, prompt)),
+        (jnp.arange(fed_count), given))
     beams, _, _ = expand(beams, logits, num_tokens - 1)  # the last token feeds nothing
     final = beams["scores"] / beams["lengths"].astype(jnp.float32) ** length_penalty
     best = jnp.argmax(final)

@@ -199,8 +199,8 @@ def primitive_count(jaxpr, name):
 
 
 def test_decoding_programs_hold_one_copy_of_the_model():
-    """The prompt and the sampled tokens go through one scan: a model's decode step is traced
-    into (and compiled in) ``generate``'s program once, and into ``feed_prompt``'s once."""
+    """The prompt and the new tokens go through one scan: a model's decode step is traced into
+    (and compiled in) the programs of ``generate``, ``feed_prompt`` and ``beam_search`` once."""
     step_fn = counting_step_fn(second_order_chain(random_chain(0)), [])
     prompt = jnp.array([[1, 2, 0]], jnp.int32)
     program = jax.make_jaxpr(lambda prompt, key: generate(
@@ -208,6 +208,9 @@ def test_decoding_programs_hold_one_copy_of_the_model():
     assert primitive_count(program, "debug_callback") == 1
     fed = jax.make_jaxpr(lambda prompt: feed_prompt(step_fn, chain_state(1), prompt))(prompt)
     assert primitive_count(fed, "debug_callback") == 1
+    beam = jax.make_jaxpr(lambda prompt: beam_search(
+        step_fn, chain_state(2), prompt[0], 4, beam_size=2))(prompt)
+    assert primitive_count(beam, "debug_callback") == 1
 
 
 @pytest.mark.parametrize("prompt_length", [1, 3])
@@ -269,13 +272,14 @@ def test_beam_size_one_is_greedy():
     np.testing.assert_allclose(score, chain_log_prob(table, [2, 1], expected), rtol=1e-5)
 
 
-def test_wide_beam_is_exhaustive_search():
+@pytest.mark.parametrize("prompt", [[1], [2, 1, 0]])
+def test_wide_beam_is_exhaustive_search(prompt):
     # With beam_size = V^(n-1) nothing is ever pruned: beam search finds the argmax sequence.
     table, vocab_size, num_tokens = random_chain(2, vocab_size=3), 3, 3
-    tokens, score = beam_search(second_order_chain(table), chain_state(9), jnp.array([1]),
+    tokens, score = beam_search(second_order_chain(table), chain_state(9), jnp.array(prompt),
                                 num_tokens, beam_size=9)
     all_scores = {
-        seq: chain_log_prob(table, [1], seq)
+        seq: chain_log_prob(table, prompt, seq)
         for seq in itertools.product(range(vocab_size), repeat=num_tokens)
     }
     best = max(all_scores, key=all_scores.get)
