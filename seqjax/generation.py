@@ -100,6 +100,14 @@ def _no_logits(step_fn, state, prompt):
     return jnp.zeros(logits.shape, logits.dtype)
 
 
+def _fed_tokens(prompt, num_tokens):
+    """A decoding scan's inputs: ``(t, prompt's token t or padding past it [B])`` for each of
+    the :func:`fed_length` tokens fed (a token past the prompt is decided inside the scan)."""
+    fed_count = fed_length(prompt.shape[1], num_tokens)
+    given = jnp.pad(prompt.T, ((0, fed_count - prompt.shape[1]), (0, 0)))  # [fed_count, B]
+    return jnp.arange(fed_count), given
+
+
 def feed_prompt(step_fn, state, prompt):
     """Run ``prompt: int32 [B, P]`` (``P >= 1``) through ``step_fn``; returns
     ``(logits for the token after the prompt [B, V], state)``."""
@@ -132,15 +140,13 @@ def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=
 
     The prompt and the sampled tokens are fed by one scan, so the model is compiled once: fed
     token ``t`` is ``prompt[:, t]`` for ``t < P``, else drawn from the logits of token ``t - 1``
-    (a draw at ``t < P`` is discarded). ``step_fn`` must return a state of the same structure
-    and dtypes as it was given.
+    (a draw at ``t < P`` is discarded).
     """
     check_sampling_options(temperature, top_k, top_p)
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
     prompt = _checked_prompt(prompt)
     prompt_length = prompt.shape[1]
-    fed_count = fed_length(prompt_length, num_tokens)
     keys = jax.random.split(key, num_tokens)
     sample = partial(sample_next, temperature=temperature, top_k=top_k, top_p=top_p)
 
@@ -152,9 +158,8 @@ def generate(step_fn, state, prompt, num_tokens, key, *, temperature=1.0, top_k=
         logits, state = step_fn(state, token)
         return (state, logits), token
 
-    given = jnp.pad(prompt.T, ((0, fed_count - prompt_length), (0, 0)))  # [fed_count, B]
     (_, logits), fed = jax.lax.scan(
-        feed, (state, _no_logits(step_fn, state, prompt)), (jnp.arange(fed_count), given))
+        feed, (state, _no_logits(step_fn, state, prompt)), _fed_tokens(prompt, num_tokens))
     last = sample(keys[-1], logits)
     return jnp.concatenate([fed[prompt_length:].T, last[:, None]], axis=1)
 
@@ -241,7 +246,6 @@ def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty
     expand = partial(_expand_and_prune, eos_id=eos_id, length_penalty=length_penalty)
     prompt = _checked_prompt(jnp.tile(prompt, (beam_size, 1)))  # [K, P], one row per beam
     prompt_length = prompt.shape[1]
-    fed_count = fed_length(prompt_length, num_tokens)
     # All beams start identical: only beam 0 may expand at first, or they would duplicate.
     scores = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
     beams = {
@@ -261,10 +265,9 @@ def beam_search(step_fn, state, prompt, num_tokens, beam_size, *, length_penalty
         logits, state = step_fn(reorder_beams(state, parent), token)
         return (beams, state, logits), None
 
-    given = jnp.pad(prompt.T, ((0, fed_count - prompt_length), (0, 0)))  # [fed_count, K]
     (beams, _, logits), _ = jax.lax.scan(
         expand_and_feed, (beams, state, _no_logits(step_fn, state, prompt)),
-        (jnp.arange(fed_count), given))
+        _fed_tokens(prompt, num_tokens))
     beams, _, _ = expand(beams, logits, num_tokens - 1)  # the last token feeds nothing
     final = beams["scores"] / beams["lengths"].astype(jnp.float32) ** length_penalty
     best = jnp.argmax(final)

@@ -420,18 +420,25 @@ def value_and_grads(product, a, b, numbers):
                               argnums=(0, 1))(a, b)
 
 
-def test_the_float32_output_product_and_its_gradients():
-    """Float32 operands: exactly ``dot_general``. bfloat16 operands: float32 sums out, and
-    gradient products in bfloat16 from the cotangent rounded to it."""
-    a, b = random_normal_pair(7)
-    numbers = (((1,), (1,)), ((), ()))
+def random_operands(shapes):
+    return [jax.random.normal(jax.random.PRNGKey(seed), shape) for seed, shape in enumerate(shapes)]
 
-    (value, grads), (expected, expected_grads) = (
-        value_and_grads(float32_output_dot_general, a, b, numbers),
-        value_and_grads(jax.lax.dot_general, a, b, numbers))
+
+def assert_float32_is_dot_general(product, a, b, numbers):
+    """On float32 operands ``product`` and its gradients are exactly ``dot_general``'s."""
+    value, grads = value_and_grads(product, a, b, numbers)
+    expected, expected_grads = value_and_grads(jax.lax.dot_general, a, b, numbers)
     np.testing.assert_array_equal(value, expected)
     for got, want in zip(grads, expected_grads):
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_float32_output_product_and_its_gradients():
+    """Float32 operands: exactly ``dot_general``. bfloat16 operands: float32 sums out, and
+    gradient products in bfloat16 from the cotangent rounded to it."""
+    a, b = random_operands(((5, 12), (7, 12)))
+    numbers = (((1,), (1,)), ((), ()))
+    assert_float32_is_dot_general(float32_output_dot_general, a, b, numbers)
     a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
     out = float32_output_dot_general(a16, b16, numbers)
     assert out.dtype == jnp.float32
@@ -458,22 +465,12 @@ PRODUCT_LAYOUTS = [  # (lhs shape, rhs shape), dot_general's dimension_numbers
 ]
 
 
-def random_operands(shapes):
-    return [jax.random.normal(jax.random.PRNGKey(seed), shape) for seed, shape in enumerate(shapes)]
-
-
 @pytest.mark.parametrize("shapes,numbers", PRODUCT_LAYOUTS)
 def test_the_rounded_product_and_its_gradients(shapes, numbers):
     """Float32 operands: exactly ``dot_general``. bfloat16 operands: the float32 sum rounded to
     bfloat16, and gradients within one bfloat16 rounding of autodiff's bfloat16 products."""
     a, b = random_operands(shapes)
-
-    (value, grads), (expected, expected_grads) = (
-        value_and_grads(rounded_dot_general, a, b, numbers),
-        value_and_grads(jax.lax.dot_general, a, b, numbers))
-    np.testing.assert_array_equal(value, expected)
-    for got, want in zip(grads, expected_grads):
-        np.testing.assert_array_equal(got, want)
+    assert_float32_is_dot_general(rounded_dot_general, a, b, numbers)
     a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
     out = jax.jit(functools.partial(rounded_dot_general, dimension_numbers=numbers))(a16, b16)
     float32_sum = jax.lax.dot_general(a16.astype(jnp.float32), b16.astype(jnp.float32), numbers)
@@ -509,8 +506,3 @@ def test_einsum_axes_computes_what_dot_general_computes(shapes, numbers):
     lhs, rhs, out = einsum_axes(a.ndim, b.ndim, numbers)
     np.testing.assert_allclose(jnp.einsum(f"{lhs},{rhs}->{out}", a, b),
                                jax.lax.dot_general(a, b, numbers), rtol=1e-5, atol=1e-5)
-
-
-def random_normal_pair(seed):
-    first, second = jax.random.split(jax.random.PRNGKey(seed))
-    return jax.random.normal(first, (5, 12)), jax.random.normal(second, (7, 12))
