@@ -1,6 +1,7 @@
 """The GPT language model: shapes, causality, KV-cache decoding, init, config."""
 
 import functools
+import math
 import re
 
 import jax
@@ -11,7 +12,7 @@ import pytest
 
 from seqjax.attention import attend
 from seqjax.generation import beam_search, fed_length, feed_prompt, generate, model_step_fn
-from seqjax.models.transformer_lm import TransformerLM, from_config, window_length
+from seqjax.models.transformer_lm import TransformerLM, from_config, gelu, window_length
 from seqjax.data.tokenizers import CharTokenizer
 from seqjax.positional import POSITIONAL_KINDS
 from seqjax.precision import einsum_axes, float32_output_dot_general, rounded_dot_general
@@ -382,6 +383,34 @@ def test_auto_attention_is_cudnn_in_bfloat16_on_a_gpu_and_the_reference_elsewher
     np.testing.assert_allclose(auto_loss, loss, rtol=2e-2)
     for auto_grad, grad in zip(jax.tree.leaves(auto_grads), jax.tree.leaves(grads)):
         assert np.linalg.norm(auto_grad - grad) <= 0.05 * np.linalg.norm(grad) + 1e-6
+
+
+def test_gelu_is_x_times_the_normal_cdf():
+    x = np.concatenate([np.linspace(-12, 12, 2001), [0.0, -1e-3, 1e-3]]).astype(np.float32)
+    cdf = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
+    np.testing.assert_allclose(gelu(jnp.asarray(x)), x * cdf, rtol=1e-6, atol=2e-6)
+    assert gelu(jnp.ones(3, jnp.bfloat16)).dtype == jnp.bfloat16
+
+
+def test_gelu_gradient_matches_finite_differences():
+    x = np.linspace(-6, 6, 61)
+    with jax.enable_x64():
+        grad = jax.vmap(jax.grad(gelu))(jnp.asarray(x))
+        step = 1e-6
+        slope = (gelu(jnp.asarray(x + step)) - gelu(jnp.asarray(x - step))) / (2 * step)
+    np.testing.assert_allclose(grad, slope, rtol=1e-6, atol=1e-8)
+
+
+def test_gelu_is_pytorchs_exact_gelu():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(0, 3, (64, 512)).astype(np.float32)
+    leaf = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.GELU()(leaf)  # nanoGPT's MLP activation
+    expected.sum().backward()
+    np.testing.assert_allclose(gelu(jnp.asarray(x)), expected.detach().numpy(), rtol=1e-6,
+                               atol=2e-6)
+    grad = jax.grad(lambda v: gelu(v).sum())(jnp.asarray(x))
+    np.testing.assert_allclose(grad, leaf.grad.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_nanogpt_initialisation():
