@@ -1,6 +1,7 @@
 """The training loop: it learns, it resumes exactly, and it stops cleanly on divergence."""
 
 import asyncio
+import collections
 import gc
 import json
 import math
@@ -473,3 +474,41 @@ def test_divergence_between_log_steps_stops_at_the_next_one(tmp_path, corpus, mo
         train_and_evaluate(config, tmp_path / "run")
     assert RunCheckpoints(tmp_path / "run" / "checkpoints").latest.all_steps() == [4]
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [4]
+
+
+class StepOutput:
+    """A dispatched step's output that records when the host waited for it."""
+
+    def __init__(self, step, waited):
+        self.step, self.waited = step, waited
+
+    def block_until_ready(self):
+        self.waited.append(self.step)
+        return self
+
+
+def test_the_host_waits_for_the_oldest_step_beyond_the_limit():
+    pending, waited = collections.deque(), []
+    for step in range(10):
+        loop.wait_for_steps_ahead(pending, StepOutput(step, waited), limit=3)
+        assert len(pending) == min(step + 1, 3)
+        assert waited == list(range(max(step - 2, 0)))  # every older step, oldest first
+    assert [output.step for output in pending] == [7, 8, 9]
+
+
+def test_the_loop_runs_at_most_max_steps_ahead_of_the_device(tmp_path, corpus, monkeypatch):
+    """Several CPU devices deadlock once the host is 32 steps ahead (XLA's CPU client runs
+    32 programs per device): a run that logs only at its end must still wait as it goes."""
+    num_steps = loop.MAX_STEPS_AHEAD + 8
+    config = tiny_config(corpus, "lstm", num_steps=num_steps, log_every=num_steps,
+                         eval_every=num_steps, checkpoint_every=num_steps)
+    real, most_pending = loop.wait_for_steps_ahead, []
+
+    def counted(pending, step_output, limit=loop.MAX_STEPS_AHEAD):
+        real(pending, step_output, limit)
+        most_pending.append(len(pending))
+
+    monkeypatch.setattr(loop, "wait_for_steps_ahead", counted)
+    train_and_evaluate(config, tmp_path / "run")
+    assert len(most_pending) == num_steps  # every step's output went through the wait
+    assert max(most_pending) == loop.MAX_STEPS_AHEAD < 32

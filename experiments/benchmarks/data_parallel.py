@@ -11,6 +11,7 @@ batch, not a speedup.
 """
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 from experiments.benchmarks.environment import describe_environment
 from experiments.configs import char_lstm, char_transformer
 from experiments.freed_memory import keep_freed_memory
-from seqjax.training.loop import start_state, training_task_type
+from seqjax.training.loop import start_state, training_task_type, wait_for_steps_ahead
 from seqjax.training.optimizer import make_optimizer
 from seqjax.training.sharding import global_batch, make_mesh, process_rows, replicated
 from seqjax.training.step import train_step
@@ -46,12 +47,13 @@ def step_seconds(config, devices, steps, repeats):
                    out_shardings=(shardings, replicated(mesh), replicated(mesh)))
     step = step.lower(state, diverged_at, batch).compile()
     state, loss, diverged_at = step(state, diverged_at, batch)  # warm up
-    rounds = []
+    rounds, pending = [], collections.deque()
     for _ in range(repeats):
         jax.block_until_ready(loss)
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(steps):  # as the loop: at most MAX_STEPS_AHEAD (several CPU devices)
             state, loss, diverged_at = step(state, diverged_at, batch)
+            wait_for_steps_ahead(pending, loss)
         jax.block_until_ready(loss)
         rounds.append((time.perf_counter() - start) / steps)
     return statistics.median(rounds)

@@ -16,13 +16,15 @@ the generated tasks), built as ``TaskType(config, workdir, mesh)``, which provid
 The loop builds the device mesh (:mod:`seqjax.training.sharding`), resumes from the workdir's
 latest checkpoint if there is one, and runs jitted updates (:func:`~seqjax.training.step.train_step`)
 without waiting for the device: it reads the loss and the divergence flag only at the steps
-that log, evaluate or checkpoint, while the next batch is built during the current update.
+that log, evaluate or checkpoint, while the next batch is built during the current update
+(and it runs at most :data:`MAX_STEPS_AHEAD` steps ahead of the device).
 Every batch and dropout key is a function of ``(config.seed, step)`` and the recurrent carry is
 checkpointed, so a run resumed after any interruption, on any number of devices, reproduces
 the uninterrupted run's metrics. SIGTERM (a preemption) or SIGINT checkpoints the current step
 and stops the run (:mod:`seqjax.training.preemption`).
 """
 
+import collections
 import math
 import os
 from functools import partial
@@ -48,6 +50,21 @@ from seqjax.training.sharding import (
 from seqjax.training.step import init_train_state, train_step
 from seqjax.training.timing import PhaseClock
 from seqjax.training.workdir import check_run_identity, claim_workdir, disk_full_as_message
+
+
+# How many dispatched steps the host may run ahead of the device. XLA's CPU client runs at most
+# 32 programs per device at once; with several CPU devices (JAX_NUM_CPU_DEVICES) a host
+# further ahead than that stalls their all-reduces until XLA aborts the process
+# (docs/training.md). A device needs one queued step to stay busy.
+MAX_STEPS_AHEAD = 16
+
+
+def wait_for_steps_ahead(pending, step_output, limit=MAX_STEPS_AHEAD):
+    """Record a dispatched step's ``step_output`` in ``pending`` (a deque), then wait until at
+    most ``limit`` recorded steps are unfinished, the oldest first."""
+    pending.append(step_output)
+    while len(pending) > limit:
+        pending.popleft().block_until_ready()
 
 
 def training_task_type(config):
@@ -150,7 +167,7 @@ class TrainingLoop:
         progress = tqdm(total=config.num_steps, initial=start, desc=config.get("task", "train"),
                         disable=not (config.progress_bar and self.writes))
         self.clock.all_so_far_is("setup")
-        record = {}
+        record, pending = {}, collections.deque()
         try:
             with PreemptionSignal() as preemption:
                 for step, batch in zip(range(start, config.num_steps), batches):
@@ -158,6 +175,7 @@ class TrainingLoop:
                         with self.clock.phase("compile"):
                             step_fn = step_fn.lower(state, diverged_at, batch).compile()
                     state, loss, diverged_at = step_fn(state, diverged_at, batch)
+                    wait_for_steps_ahead(pending, loss)
                     progress.update(1)
                     record = self.after_step(step + 1, state, loss, diverged_at, progress)
                     if preemption.stop_now(step + 1):
