@@ -11,7 +11,7 @@ import jax
 import pytest
 
 from experiments.benchmarks import (
-    compile_time, corpus_scale, decode_speed, evaluation, gpu_target, mixed_precision,
+    compile_time, corpus_scale, decode_speed, evaluation, gelu, gpu_target, mixed_precision,
     nanogpt_fidelity, parallel_scan, recurrent, recurrent_contenders, step_roofline, transformer,
 )
 from experiments.benchmarks.environment import matmul_precision_for_backend
@@ -372,6 +372,18 @@ def test_quick_evaluation_benchmark_times_every_way_to_the_same_loss(tmp_path, c
     assert max(losses) - min(losses) <= 1e-6 * losses[0]
     assert report["rows"][0]["speed_up"] == 1.0
     assert "| one program, 3 window(s) per pass |" in capsys.readouterr().out
+
+
+def test_quick_gelu_benchmark_times_both_forms_of_the_same_function(tmp_path, capsys):
+    out = tmp_path / "gelu.json"
+    gelu.main(["--shape", "8,16", "--calls", "2", "--repeats", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["complete"] and report["settings"]["shape"] == [8, 16]
+    assert [row["name"] for row in report["rows"]] == [
+        "erf (seqjax), forward", "erf (seqjax), gradient",
+        "erfc (jax.nn.gelu), forward", "erfc (jax.nn.gelu), gradient"]
+    assert report["largest_difference"] <= 2e-6  # x ~ N(0, 9): float32 rounding apart
+    assert "| erf (seqjax), gradient |" in capsys.readouterr().out
 
 
 def test_quick_mixed_precision_benchmark_times_both_dtypes_from_the_same_start(tmp_path, capsys):

@@ -389,7 +389,21 @@ def test_gelu_is_x_times_the_normal_cdf():
     x = np.concatenate([np.linspace(-12, 12, 2001), [0.0, -1e-3, 1e-3]]).astype(np.float32)
     cdf = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(np.float64)])
     np.testing.assert_allclose(gelu(jnp.asarray(x)), x * cdf, rtol=1e-6, atol=2e-6)
-    assert gelu(jnp.ones(3, jnp.bfloat16)).dtype == jnp.bfloat16
+    # bfloat16 in and out, computed wider: only the output's rounding (8 bits) is lost
+    x16 = jnp.asarray(x, jnp.bfloat16)
+    exact = np.asarray(x16, np.float64) * np.array([0.5 * (1 + math.erf(v / math.sqrt(2)))
+                                                    for v in np.asarray(x16, np.float64)])
+    assert gelu(x16).dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(gelu(x16), np.float64), exact, rtol=2 ** -8, atol=2e-6)
+
+
+def test_the_mlp_computes_the_erf_form():
+    model = TransformerLM(vocab_size=VOCAB_SIZE, context_length=8, num_layers=1, num_heads=2,
+                          width=16)
+    tokens = random_tokens(0, (1, 8))
+    params = model.init(jax.random.PRNGKey(0), tokens)
+    program = str(jax.make_jaxpr(model.apply)(params, tokens))
+    assert " erf " in program and "erfc" not in program
 
 
 def test_gelu_gradient_matches_finite_differences():

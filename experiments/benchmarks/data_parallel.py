@@ -47,10 +47,10 @@ def step_seconds(config, devices, steps, repeats):
                    out_shardings=(shardings, replicated(mesh), replicated(mesh)))
     step = step.lower(state, diverged_at, batch).compile()
     state, loss, diverged_at = step(state, diverged_at, batch)  # warm up
-    rounds, pending = [], collections.deque()
+    rounds = []
     for _ in range(repeats):
         jax.block_until_ready(loss)
-        start = time.perf_counter()
+        start, pending = time.perf_counter(), collections.deque()
         for _ in range(steps):  # as the loop: at most MAX_STEPS_AHEAD (several CPU devices)
             state, loss, diverged_at = step(state, diverged_at, batch)
             wait_for_steps_ahead(pending, loss)

@@ -57,11 +57,13 @@ def gelu(x):
     """The exact GELU, ``GELU(x) = x Phi(x) = x / 2 (1 + erf(x / sqrt(2)))``.
 
     ``Phi`` is the standard normal's CDF. Written with ``erf``, as PyTorch's ``nn.GELU()``
-    (nanoGPT's) computes it. ``jax.nn.gelu(approximate=False)`` writes ``x / 2 erfc(-x /
-    sqrt(2))`` instead, the same function, which XLA:CPU expands into more work: on a Zen 4,
-    2.4x the forward time on ``[768, 512]`` (docs/benchmarks.md).
+    (nanoGPT's) computes it; ``jax.nn.gelu(approximate=False)`` writes the same function with
+    ``erfc``, which XLA:CPU expands into more work (docs/benchmarks.md). Computed in at least
+    float32, as PyTorch does for bfloat16: in bfloat16, ``1 + erf`` would cancel for negative
+    ``x``.
     """
-    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(SQRT_HALF, x.dtype)))
+    wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return (0.5 * wide * (1.0 + jax.lax.erf(wide * SQRT_HALF))).astype(x.dtype)
 
 
 class MLP(nn.Module):

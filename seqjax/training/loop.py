@@ -17,7 +17,7 @@ The loop builds the device mesh (:mod:`seqjax.training.sharding`), resumes from 
 latest checkpoint if there is one, and runs jitted updates (:func:`~seqjax.training.step.train_step`)
 without waiting for the device: it reads the loss and the divergence flag only at the steps
 that log, evaluate or checkpoint, while the next batch is built during the current update
-(and it runs at most :data:`MAX_STEPS_AHEAD` steps ahead of the device).
+(after dispatching a step, it waits for the one :data:`MAX_STEPS_AHEAD` steps before it).
 Every batch and dropout key is a function of ``(config.seed, step)`` and the recurrent carry is
 checkpointed, so a run resumed after any interruption, on any number of devices, reproduces
 the uninterrupted run's metrics. SIGTERM (a preemption) or SIGINT checkpoints the current step
@@ -52,10 +52,11 @@ from seqjax.training.timing import PhaseClock
 from seqjax.training.workdir import check_run_identity, claim_workdir, disk_full_as_message
 
 
-# How many dispatched steps the host may run ahead of the device. XLA's CPU client runs at most
-# 32 programs per device at once; with several CPU devices (JAX_NUM_CPU_DEVICES) a host
-# further ahead than that stalls their all-reduces until XLA aborts the process
-# (docs/training.md). A device needs one queued step to stay busy.
+# How many dispatched steps may be unfinished after the host dispatches one (so MAX + 1 while it
+# dispatches the next). XLA's CPU client runs at most 32 programs per device at once; with
+# several CPU devices (JAX_NUM_CPU_DEVICES) a host further ahead than that stalls their
+# all-reduces until XLA aborts the process (docs/training.md). A device needs one queued step
+# to stay busy.
 MAX_STEPS_AHEAD = 16
 
 
@@ -206,7 +207,7 @@ class TrainingLoop:
                         "resume", preemption.received)
 
     def after_step(self, done, state, loss, diverged_at, progress):
-        """Log, evaluate and checkpoint when due (the only points the host waits for the device)."""
+        """Log, evaluate and checkpoint when due (the only points the host reads the loss)."""
         config = self.config
         due_log, due_eval, due_checkpoint = (
             is_due(done, every, config.num_steps)
